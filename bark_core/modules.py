@@ -1,0 +1,166 @@
+"""Bark's three GPTs as plain modules: SDPA attention and a preallocated KV cache.
+
+Parameter names are transformers' (`input_embeds_layer`, `layers.N.attn.att_proj`, ...), so a
+`BarkModel`'s sub-model state dicts load 1:1. The math is suno-ai/bark's model.py and
+model_fine.py (nanoGPT): pre-LayerNorm blocks, GELU MLP, tied fine-model heads.
+
+Shapes: B batch, T new positions, S cache slots, H heads, D head dim, C = H * D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GPTShape:
+    block_size: int
+    input_vocab_size: int
+    output_vocab_size: int
+    num_layers: int
+    num_heads: int
+    hidden_size: int
+    bias: bool
+
+    @classmethod
+    def from_config(cls, config: object) -> GPTShape:
+        return cls(**{name: getattr(config, name) for name in cls.__dataclass_fields__})
+
+
+class KVCache:
+    """Keys and values of every layer for up to `slots` positions, written in place."""
+
+    def __init__(self, shape: GPTShape, batch: int, slots: int, device, dtype) -> None:
+        head_dim = shape.hidden_size // shape.num_heads
+        size = (shape.num_layers, batch, shape.num_heads, slots, head_dim)
+        self.k = torch.empty(size, device=device, dtype=dtype)
+        self.v = torch.empty(size, device=device, dtype=dtype)
+        self.length = 0  # slots filled so far, the same for every row
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Drop finished rows so later steps do not compute them."""
+        self.k = self.k.index_select(1, rows)
+        self.v = self.v.index_select(1, rows)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, shape: GPTShape, bias: bool) -> None:
+        super().__init__()
+        self.num_heads = shape.num_heads
+        self.att_proj = nn.Linear(shape.hidden_size, 3 * shape.hidden_size, bias=bias)
+        self.out_proj = nn.Linear(shape.hidden_size, shape.hidden_size, bias=bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, T, C)
+        mask: torch.Tensor | None,  # (B, 1, T, S) bool, True = attend; None = causal or full
+        cache: KVCache | None,
+        layer: int,
+        causal: bool,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.att_proj(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            start = cache.length
+            cache.k[layer, :, :, start : start + T] = k
+            cache.v[layer, :, :, start : start + T] = v
+            k = cache.k[layer, :, :, : start + T]
+            v = cache.v[layer, :, :, : start + T]
+            # a prefill into an empty cache is plain causal; a later step needs the mask or none
+            causal = causal and start == 0 and mask is None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, shape: GPTShape) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(shape.hidden_size, 4 * shape.hidden_size, bias=shape.bias)
+        self.out_proj = nn.Linear(4 * shape.hidden_size, shape.hidden_size, bias=shape.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(F.gelu(self.in_proj(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, shape: GPTShape, causal: bool) -> None:
+        super().__init__()
+        # The fine model's LayerNorms carry biases even when `bias` is False (as the original).
+        norm_bias = shape.bias if causal else True
+        self.layernorm_1 = nn.LayerNorm(shape.hidden_size, bias=norm_bias)
+        self.attn = SelfAttention(shape, bias=shape.bias)
+        self.layernorm_2 = nn.LayerNorm(shape.hidden_size, bias=norm_bias)
+        self.mlp = MLP(shape)
+        self.causal = causal
+
+    def forward(self, x, mask, cache, layer):  # type: ignore[no-untyped-def]
+        x = x + self.attn(self.layernorm_1(x), mask, cache, layer, self.causal)
+        return x + self.mlp(self.layernorm_2(x))
+
+
+class CausalGPT(nn.Module):
+    """The semantic ("text") and coarse models."""
+
+    def __init__(self, shape: GPTShape) -> None:
+        super().__init__()
+        self.shape = shape
+        self.input_embeds_layer = nn.Embedding(shape.input_vocab_size, shape.hidden_size)
+        self.position_embeds_layer = nn.Embedding(shape.block_size, shape.hidden_size)
+        self.layers = nn.ModuleList(Block(shape, causal=True) for _ in range(shape.num_layers))
+        self.layernorm_final = nn.LayerNorm(shape.hidden_size, bias=shape.bias)
+        self.lm_head = nn.Linear(shape.hidden_size, shape.output_vocab_size, bias=False)
+
+    def new_cache(self, batch: int, slots: int) -> KVCache:
+        weight = self.lm_head.weight
+        return KVCache(self.shape, batch, slots, weight.device, weight.dtype)
+
+    def forward(
+        self,
+        embeds: torch.Tensor,  # (B, T, C) token embeddings of the new positions
+        positions: torch.Tensor,  # (B, T) or (1, T) position ids
+        cache: KVCache,
+        mask: torch.Tensor | None = None,  # (B, 1, T, S) bool over cache slots
+    ) -> torch.Tensor:
+        """Run the new positions through the model; return the last position's logits (B, V)."""
+        x = embeds + self.position_embeds_layer(positions)
+        for i, block in enumerate(self.layers):
+            x = block(x, mask, cache, i)
+        cache.length += embeds.shape[1]
+        # like the original, only the last position goes through the head
+        return self.lm_head(self.layernorm_final(x[:, -1]))
+
+
+class FineGPT(nn.Module):
+    """The non-causal fine model: predicts codebook n from codebooks 0..n-1 over 1024 frames."""
+
+    def __init__(self, shape: GPTShape, n_codes_total: int, n_codes_given: int) -> None:
+        super().__init__()
+        self.shape = shape
+        self.n_codes_given = n_codes_given
+        self.input_embeds_layers = nn.ModuleList(
+            nn.Embedding(shape.input_vocab_size, shape.hidden_size) for _ in range(n_codes_total)
+        )
+        self.position_embeds_layer = nn.Embedding(shape.block_size, shape.hidden_size)
+        self.layers = nn.ModuleList(Block(shape, causal=False) for _ in range(shape.num_layers))
+        self.layernorm_final = nn.LayerNorm(shape.hidden_size)
+        self.lm_heads = nn.ModuleList(
+            nn.Linear(shape.hidden_size, shape.output_vocab_size, bias=False)
+            for _ in range(n_codes_given, n_codes_total)
+        )
+        # tied as in the original: head i predicts codebook i + 1 and embeds it
+        for i, head in enumerate(self.lm_heads):
+            head.weight = self.input_embeds_layers[i + n_codes_given].weight
+
+    def forward(self, codebook: int, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, T, 8) -> logits (B, T, V) for `codebook`, from the embeddings of 0..codebook."""
+        T = codes.shape[1]
+        x = sum(self.input_embeds_layers[i](codes[:, :, i]) for i in range(codebook + 1))
+        x = x + self.position_embeds_layer(torch.arange(T, device=codes.device))
+        for i, block in enumerate(self.layers):
+            x = block(x, None, None, i)
+        return self.lm_heads[codebook - self.n_codes_given](self.layernorm_final(x))
