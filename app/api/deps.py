@@ -1,0 +1,51 @@
+"""Request dependencies (`Annotated` aliases), overridable in tests."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from ..errors import Unauthorized
+from .state import AppState
+
+
+def get_state(conn: HTTPConnection) -> AppState:
+    state: AppState = conn.app.state.bark
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def presented_key(conn: HTTPConnection) -> str | None:
+    """Bearer token, X-API-Key header, or ?api_key= (browsers cannot set websocket headers)."""
+    auth = conn.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return conn.headers.get("x-api-key") or conn.query_params.get("api_key")
+
+
+def key_is_valid(allowed: list[str], presented: str | None) -> bool:
+    if not allowed:
+        return True
+    if presented is None:
+        return False
+    given = presented.encode()
+    # Compare against every key, in constant time each, without stopping at a match.
+    matches = [secrets.compare_digest(given, key.encode()) for key in allowed]
+    return any(matches)
+
+
+def require_api_key(conn: HTTPConnection, state: StateDep) -> None:
+    if not key_is_valid(state.settings.api_keys, presented_key(conn)):
+        raise Unauthorized(
+            "missing or invalid API key (Authorization: Bearer <key>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+Authorized = Depends(require_api_key)

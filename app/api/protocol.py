@@ -1,0 +1,139 @@
+"""Request and response models of the public API. Unknown fields are rejected (extra=forbid)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..audio import AudioFormat
+
+MAX_TEXT_CHARS = 4096
+MAX_SEED = 2**32 - 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_text(value: str) -> str:
+    """1..4096 characters after stripping surrounding whitespace."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty or whitespace only")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"must be at most {MAX_TEXT_CHARS} characters, got {len(value)}")
+    return value
+
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+
+
+class GenerationFields(Strict):
+    """Sampling knobs shared by every synthesis entry point (bark_core's GenerationParams)."""
+
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Fixed seed; random if null.")
+    text_temp: Temperature = Field(0.7, description="Semantic stage temperature; 0 = greedy.")
+    waveform_temp: Temperature = Field(0.7, description="Coarse stage temperature; 0 = greedy.")
+    fine_temp: Temperature = Field(0.5, description="Fine stage temperature; 0 = greedy.")
+    top_k: int | None = Field(None, ge=1, le=10_000)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    min_eos_p: float | None = Field(0.2, ge=0.0, le=1.0, description="Stop once P(EOS) >= this.")
+    max_duration_s: float | None = Field(
+        None, gt=0.0, le=60.0, description="Cap on the audio of each text chunk, seconds."
+    )
+    continuity: Literal["fixed", "rolling"] = Field(
+        "fixed", description="History prompt across text chunks: the preset, or the last chunk."
+    )
+
+    def generation_params(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"seed", "text", "voice", "format", "stream"})
+
+
+class SynthesizeRequest(GenerationFields):
+    text: str = Field(..., description="Text to speak, 1..4096 characters after strip.")
+    voice: str | None = Field(None, description="Preset id (GET /voices); null = default.")
+    format: AudioFormat = Field("wav", description="Audio container/codec.")
+    stream: bool = Field(False, description="Chunked transfer as each sentence is decoded.")
+
+    _text = field_validator("text")(_check_text)
+
+
+OpenAIFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+
+
+class SpeechRequest(Strict):
+    """OpenAI's POST /v1/audio/speech body."""
+
+    model: str = Field(..., min_length=1, max_length=256)
+    input: str = Field(..., description="Text, 1..4096 characters after strip.")
+    voice: str = Field(..., min_length=1, max_length=128)
+    response_format: OpenAIFormat = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] = "audio"
+    instructions: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+
+    _input = field_validator("input")(_check_text)
+
+
+# --- websocket events (server -> client; audio goes in binary frames after `chunk`) ------
+
+
+class QueuedEvent(BaseModel):
+    type: Literal["queued"] = "queued"
+    position: int = Field(description="Jobs ahead of this one when it was queued.")
+    job_id: str
+    request_id: str
+    seed: int
+
+
+class StartedEvent(BaseModel):
+    type: Literal["started"] = "started"
+    worker: str | None = None
+
+
+class ChunkEvent(BaseModel):
+    type: Literal["chunk"] = "chunk"
+    seq: int
+    samples: int
+    text: str
+    n_chunks: int | None = None
+
+
+class DoneEvent(BaseModel):
+    type: Literal["done"] = "done"
+    duration_s: float
+    rtf: float | None = Field(description="Generation seconds per second of audio.")
+    samples: int
+    chunks: int
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: int
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    error: ErrorBody
+
+
+# --- voices ------------------------------------------------------------------------------
+
+
+class VoiceOut(BaseModel):
+    id: str
+    language: str | None
+    language_name: str | None
+    source: Literal["builtin", "uploaded"]
+
+
+class VoiceList(BaseModel):
+    object: Literal["list"] = "list"
+    model: str | None = Field(description="Model the workers serve (null: no worker yet).")
+    demo: bool = Field(description="True when the model is the built-in random checkpoint.")
+    warning: str | None = None
+    data: list[VoiceOut]
+    openai_voices: dict[str, str] = Field(description="OpenAI voice name -> preset id.")

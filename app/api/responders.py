@@ -1,0 +1,133 @@
+"""Turning a JobRun into an HTTP response: a whole file, a chunked stream, or SSE.
+
+Streams start only once the first audio (or the job's error) is in, so a job that fails
+early still gets a proper status code. After the headers, a failure raises inside the body
+iterator: the server then cuts the connection without the final chunk, and the client sees
+a truncated transfer, never a short file that looks complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from ..audio import FORMATS, encode, streaming_wav_header
+from ..errors import ApiError
+from ..queue.messages import Event
+from .synthesis import JobRun
+
+log = logging.getLogger(__name__)
+
+
+class StreamAborted(RuntimeError):
+    """Raised inside a streaming body to abort the transfer after the headers went out."""
+
+
+class _ClosingStream(StreamingResponse):
+    """A StreamingResponse that always closes its run, however the stream ends."""
+
+    def __init__(self, run: JobRun, content: AsyncIterator[bytes], **kwargs: object) -> None:
+        super().__init__(content, **kwargs)  # type: ignore[arg-type]
+        self.run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                await self.run.close()
+
+
+def audio_headers(run: JobRun, fmt: str) -> dict[str, str]:
+    return {
+        "X-Bark-Seed": str(run.seed),
+        "X-Bark-Job-Id": run.job.id,
+        "Content-Disposition": f'inline; filename="speech.{FORMATS[fmt].extension}"',
+        "Cache-Control": "no-store",
+    }
+
+
+async def whole_file(run: JobRun, request: Request, fmt: str) -> Response:
+    try:
+        pcm = await run.collect(request.is_disconnected)
+    finally:
+        await run.close()
+    body = await anyio.to_thread.run_sync(encode, pcm, fmt)
+    headers = audio_headers(run, fmt)
+    headers["X-Bark-Audio-Duration"] = f"{run.duration_s():.3f}"
+    return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
+
+
+async def _first_audio(run: JobRun, request: Request) -> tuple[AsyncIterator[Event], list[Event]]:
+    """Wait for the first chunk (or the end), so early failures still get a status code."""
+    events = run.events(request.is_disconnected)
+    head: list[Event] = []
+    try:
+        async for event in events:
+            head.append(event)
+            if event.type == "chunk" or event.terminal:
+                break
+    except BaseException:
+        await run.close()
+        raise
+    return events, head
+
+
+async def _pcm_body(
+    run: JobRun, events: AsyncIterator[Event], head: list[Event]
+) -> AsyncIterator[bytes]:
+    for event in head:
+        if event.type == "chunk":
+            yield event.pcm
+    try:
+        async for event in events:
+            if event.type == "chunk":
+                yield event.pcm
+    except ApiError as exc:
+        log.warning("aborting stream after headers: %s", exc.message,
+                    extra={"job_id": run.job.id, "error_type": exc.type})  # fmt: skip
+        raise StreamAborted(exc.message) from exc
+
+
+async def stream_audio(run: JobRun, request: Request, fmt: str) -> Response:
+    """Chunked PCM: `wav` gets a header with unknown (0xFFFFFFFF) sizes first."""
+    events, head = await _first_audio(run, request)
+
+    async def body() -> AsyncIterator[bytes]:
+        if fmt == "wav":
+            yield streaming_wav_header()
+        async for piece in _pcm_body(run, events, head):
+            yield piece
+
+    return _ClosingStream(
+        run, body(), media_type=FORMATS[fmt].media_type, headers=audio_headers(run, fmt)
+    )
+
+
+async def stream_sse(run: JobRun, request: Request, fmt: str) -> Response:
+    """OpenAI's stream_format=sse: speech.audio.delta events (base64 audio), then done."""
+    events, head = await _first_audio(run, request)
+
+    async def body() -> AsyncIterator[bytes]:
+        first = True
+        async for pcm in _pcm_body(run, events, head):
+            audio = (streaming_wav_header() + pcm) if (first and fmt == "wav") else pcm
+            first = False
+            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()}
+            yield f"data: {json.dumps(delta)}\n\n".encode()
+        done = {"type": "speech.audio.done",
+                "usage": {"input_tokens": len(run.job.text), "output_tokens": run.samples,
+                          "total_tokens": len(run.job.text) + run.samples}}  # fmt: skip
+        yield f"data: {json.dumps(done)}\n\n".encode()
+
+    headers = audio_headers(run, fmt)
+    headers.pop("Content-Disposition")
+    return _ClosingStream(run, body(), media_type="text/event-stream", headers=headers)

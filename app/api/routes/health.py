@@ -1,0 +1,64 @@
+"""/healthz (process alive), /readyz (Redis and a loaded worker), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ...errors import Unavailable
+from ...queue.connection import REDIS_DOWN
+from ..deps import Authorized, StateDep
+from .voices import DEMO_WARNING
+
+router = APIRouter(tags=["health"])
+_WORKER_FIELDS = ("id", "host", "pid", "model", "device", "dtype", "is_random_demo", "state",
+                  "jobs_done", "batch_size")  # fmt: skip
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> JSONResponse:
+    try:
+        await state.redis.ping()
+        workers = await state.queue.workers()
+        builtin = await state.voices.builtin()
+    except REDIS_DOWN as exc:
+        raise state.queue.unavailable(f"redis unreachable: {exc.__class__.__name__}") from exc
+    ready = [w for w in workers if w.get("state") in ("idle", "busy")]
+    if not ready:
+        loading = sum(1 for w in workers if w.get("state") == "loading")
+        raise Unavailable(
+            f"no worker has its model loaded ({len(workers)} live, {loading} loading)",
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        )
+    demo = any(w.get("is_random_demo") for w in ready)
+    body: dict[str, Any] = {
+        "status": "ready",
+        "model": builtin.model or ready[0].get("model"),
+        "demo": demo,
+        "warning": DEMO_WARNING if demo else None,
+        "workers": [{k: w.get(k) for k in _WORKER_FIELDS} for w in ready],
+    }
+    return JSONResponse(body)
+
+
+@router.get("/metrics", dependencies=[Authorized])
+async def metrics(state: StateDep) -> Response:
+    m = state.metrics
+    try:
+        stats = await state.queue.stats()
+        live = await state.queue.workers()
+        m.queue_waiting.set(stats.waiting)
+        m.queue_running.set(stats.running)
+        m.queue_dead.set(stats.dead)
+        m.workers.set(len(live))
+    except REDIS_DOWN:
+        m.workers.set(0)  # the scrape still answers; queue gauges keep their last value
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

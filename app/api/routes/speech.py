@@ -1,0 +1,51 @@
+"""POST /v1/audio/speech: OpenAI-compatible, so the official `openai` SDK works unchanged."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ...errors import InvalidRequest, ModelNotFound
+from ...openai_voices import OPENAI_MODELS, resolve_voice
+from ..deps import Authorized, StateDep
+from ..protocol import SpeechRequest
+from ..responders import stream_audio, stream_sse, whole_file
+from ..synthesis import request_id_of, submit
+
+log = logging.getLogger(__name__)
+router = APIRouter(dependencies=[Authorized], tags=["openai"])
+
+
+@router.post("/v1/audio/speech", response_class=Response)
+async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Response:
+    if body.speed != 1.0:
+        # Bark has no rate control; resampling would shift the pitch. Refuse, don't fake it.
+        raise InvalidRequest("speed other than 1.0 is not supported by Bark", param="speed")
+    if body.stream_format == "sse" and body.response_format not in ("pcm", "wav"):
+        raise InvalidRequest("stream_format 'sse' supports response_format pcm or wav",
+                             param="stream_format")  # fmt: skip
+    builtin = await state.voices.builtin()
+    if body.model not in OPENAI_MODELS and body.model != builtin.model:
+        raise ModelNotFound(
+            f"model {body.model!r} is not served; use one of {sorted(OPENAI_MODELS)}"
+        )
+    if body.instructions:
+        # Bark is conditioned on text and a history prompt only: there is no way to steer it
+        # with instructions, so they are accepted (SDK compatibility) and ignored, visibly.
+        log.info("ignoring 'instructions' (Bark cannot follow them)")
+    run = await submit(
+        state,
+        text=body.input,
+        voice=resolve_voice(body.voice),
+        params={},
+        seed=None,
+        request_id=request_id_of(request),
+    )
+    if body.stream_format == "sse":
+        return await stream_sse(run, request, body.response_format)
+    if body.response_format in ("pcm", "wav"):
+        # OpenAI streams its audio; raw formats can be sent as they are decoded.
+        return await stream_audio(run, request, body.response_format)
+    return await whole_file(run, request, body.response_format)

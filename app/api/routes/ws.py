@@ -1,0 +1,172 @@
+"""WS /ws/synthesize: JSON events and binary PCM frames, with client-side cancel.
+
+Protocol: the client's first message is the /synthesize JSON. The server answers
+`queued` {position, job_id, request_id, seed}, `started`, then per text chunk a `chunk`
+{seq, samples, text} event followed by one binary frame of s16le 24 kHz mono PCM, and
+finally `done` {duration_s, rtf, samples, chunks} or `error` {error: {...}}. The client may
+send {"type": "cancel"} at any time. After the terminal event the server closes the
+socket: 1000 after done, 4000 + status after an error (4422, 4429, 4499, 4503, ...).
+A message larger than BARK_MAX_WS_MESSAGE_BYTES closes it with 1009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from ...errors import ApiError, Forbidden, InvalidRequest, Unauthorized
+from ..deps import key_is_valid, presented_key
+from ..protocol import (
+    ChunkEvent,
+    DoneEvent,
+    ErrorBody,
+    ErrorEvent,
+    QueuedEvent,
+    StartedEvent,
+    SynthesizeRequest,
+)
+from ..state import AppState
+from ..synthesis import JobRun, submit
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["synthesis"])
+
+FIRST_MESSAGE_TIMEOUT_S = 30.0
+CLOSE_TOO_BIG = 1009
+
+
+def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
+    """No Origin (not a browser), an allow-listed one, or same-origin when no list is set."""
+    origin = ws.headers.get("origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    if allowed:
+        return False
+    return urlsplit(origin).netloc == ws.headers.get("host")
+
+
+async def _deny(ws: WebSocket, err: ApiError) -> None:
+    """Refuse the handshake with an HTTP error body where the server can, else close 1008."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(err.body(), status_code=err.status))
+    else:
+        await ws.close(code=1008, reason=err.message[:120])
+
+
+async def _fail(ws: WebSocket, err: ApiError) -> None:
+    body = ErrorBody(message=err.message, type=err.type, param=err.param, code=err.status)
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await ws.send_text(ErrorEvent(error=body).model_dump_json())
+        await ws.close(code=4000 + err.status if 0 < err.status < 1000 else 1011)
+
+
+def _parse_first(raw: str, limit: int) -> SynthesizeRequest:
+    if len(raw.encode()) > limit:
+        raise _TooBig()
+    try:
+        return SynthesizeRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        raise InvalidRequest(f"{param or 'message'}: {first.get('msg')}", param=param) from exc
+
+
+class _TooBig(Exception):
+    pass
+
+
+@router.websocket("/ws/synthesize")
+async def ws_synthesize(ws: WebSocket) -> None:
+    state: AppState = ws.app.state.bark
+    settings = state.settings
+    if not origin_allowed(ws, settings.ws_origins):
+        await _deny(ws, Forbidden("websocket Origin not allowed", param="origin"))
+        return
+    if not key_is_valid(settings.api_keys, presented_key(ws)):
+        await _deny(ws, Unauthorized("missing or invalid API key"))
+        return
+    await ws.accept()
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
+        body = _parse_first(raw, settings.max_ws_message_bytes)
+        request_id = str(ws.scope.get("state", {}).get("request_id", ""))
+        run = await submit(state, text=body.text, voice=body.voice,
+                           params=body.generation_params(), seed=body.seed,
+                           request_id=request_id)  # fmt: skip
+    except _TooBig:
+        await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
+        return
+    except TimeoutError:
+        await _fail(ws, InvalidRequest("no request message within 30 s"))
+        return
+    except WebSocketDisconnect:
+        return
+    except ApiError as err:
+        await _fail(ws, err)
+        return
+    await _serve_job(ws, run)
+
+
+async def _serve_job(ws: WebSocket, run: JobRun) -> None:
+    gone = asyncio.Event()  # set on cancel message or disconnect
+
+    async def listen() -> None:
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is not None and _is_cancel(text):
+                    log.info("client cancelled", extra={"job_id": run.job.id})
+                    break
+        finally:
+            gone.set()
+
+    async def client_gone() -> bool:
+        return gone.is_set()
+
+    listener = asyncio.create_task(listen())
+    try:
+        await ws.send_text(QueuedEvent(position=run.position, job_id=run.job.id,
+                                       request_id=run.job.request_id,
+                                       seed=run.seed).model_dump_json())  # fmt: skip
+        async for event in run.events(client_gone):
+            if event.type == "started":
+                await ws.send_text(StartedEvent(worker=event.meta.get("worker")).model_dump_json())
+            elif event.type == "chunk":
+                chunk = ChunkEvent(seq=event.seq, samples=len(event.pcm) // 2,
+                                   text=str(event.meta.get("text", "")),
+                                   n_chunks=event.meta.get("n_chunks"))  # fmt: skip
+                await ws.send_text(chunk.model_dump_json())
+                await ws.send_bytes(event.pcm)
+            elif event.type == "done":
+                done = DoneEvent(duration_s=round(run.duration_s(), 4),
+                                 rtf=event.meta.get("rtf"), samples=run.samples,
+                                 chunks=run.chunks)  # fmt: skip
+                await ws.send_text(done.model_dump_json())
+                await ws.close(code=1000)
+    except ApiError as err:
+        await _fail(ws, err)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+        await run.close()
+
+
+def _is_cancel(text: str) -> bool:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "cancel"

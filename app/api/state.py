@@ -1,0 +1,38 @@
+"""Everything a request handler needs, built once per app (not module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from ..metrics import Metrics
+from ..queue.client import JobQueue
+from ..queue.connection import async_client
+from ..queue.keys import Keys
+from ..settings import Settings
+from .voices import VoiceCatalog
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    redis: aioredis.Redis
+    keys: Keys
+    queue: JobQueue
+    voices: VoiceCatalog
+    metrics: Metrics
+
+    @classmethod
+    def build(cls, settings: Settings, redis_url: str) -> AppState:
+        redis = async_client(redis_url, settings.redis_timeout_s)
+        keys = Keys(settings.redis_prefix)
+        queue = JobQueue(
+            redis,
+            keys,
+            queue_max=settings.queue_max,
+            retry_after_s=settings.retry_after_s,
+            job_ttl_s=settings.job_ttl_s,
+            heartbeat_ttl_s=settings.heartbeat_ttl_s,
+        )
+        return cls(settings, redis, keys, queue, VoiceCatalog(redis, keys), Metrics())

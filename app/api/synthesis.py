@@ -1,0 +1,157 @@
+"""Submitting a synthesis and consuming its events, shared by HTTP, OpenAI and websocket routes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+
+from bark_core.errors import InvalidParameterError
+from bark_core.params import GenerationParams
+
+from ..errors import ApiError, Cancelled, InvalidRequest, from_type
+from ..queue.connection import REDIS_DOWN
+from ..queue.messages import SAMPLE_RATE, Event, Job
+from .protocol import MAX_SEED
+from .state import AppState
+
+log = logging.getLogger(__name__)
+
+ClientGone = Callable[[], Awaitable[bool]]
+
+
+class JobRun:
+    """One submitted job as seen by one client: its events, its metrics, its cancellation.
+
+    `events()` yields started/chunk/done and raises the job's error as an ApiError. Close the
+    run when done with it: a run closed before its terminal event cancels the job.
+    """
+
+    def __init__(self, state: AppState, job: Job, position: int) -> None:
+        self.state = state
+        self.job = job
+        self.position = position
+        self.finished = False
+        self.samples = 0
+        self.chunks = 0
+        self.done_meta: dict[str, Any] = {}
+        self._iter: AsyncIterator[Event] | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.job.seed
+
+    def events(self, client_gone: ClientGone | None = None) -> AsyncIterator[Event]:
+        """The job's events (one iterator per run: later calls continue the same one)."""
+        if self._iter is None:
+            self._iter = self._events(client_gone)
+        return self._iter
+
+    async def _events(self, client_gone: ClientGone | None) -> AsyncIterator[Event]:
+        metrics = self.state.metrics
+        queue = self.state.queue
+        try:
+            async for event in queue.follow(self.job.id, self.job.deadline, client_gone):
+                if event.type == "started":
+                    metrics.queue_wait.observe(time.time() - self.job.submitted_at)
+                elif event.type == "chunk":
+                    if self.chunks == 0:
+                        metrics.time_to_first_audio.observe(time.time() - self.job.submitted_at)
+                    self.chunks += 1
+                    self.samples += len(event.pcm) // 2
+                    for stage, seconds in event.meta.get("stage_seconds", {}).items():
+                        metrics.stage_seconds.labels(stage).observe(float(seconds))
+                elif event.type == "done":
+                    self.finished = True
+                    self.done_meta = event.meta
+                    metrics.jobs.labels("done").inc()
+                    metrics.audio_seconds.inc(self.samples / SAMPLE_RATE)
+                    if event.meta.get("rtf") is not None:
+                        metrics.rtf.observe(float(event.meta["rtf"]))
+                elif event.type == "error":
+                    self.finished = True
+                    meta = event.meta
+                    raise from_type(str(meta.get("type")), str(meta.get("message")),
+                                    meta.get("param"))  # fmt: skip
+                yield event
+        except ApiError as exc:
+            self.finished = True
+            metrics.jobs.labels(exc.type).inc()
+            raise
+
+    async def collect(self, client_gone: ClientGone | None = None) -> bytes:
+        """All PCM of the job (s16le), once it is done."""
+        parts = [event.pcm async for event in self.events(client_gone) if event.type == "chunk"]
+        return b"".join(parts)
+
+    async def close(self) -> None:
+        """Cancel the job unless it ended; safe to call from a cancelled task."""
+        with anyio.CancelScope(shield=True):
+            if self._iter is not None:
+                await self._iter.aclose()  # type: ignore[attr-defined]
+            if not self.finished:
+                self.finished = True
+                self.state.metrics.jobs.labels(Cancelled.type).inc()
+                await self.state.queue.cancel(self.job.id)
+
+    def duration_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+
+def build_params(fields: dict[str, Any], server_cap: float | None) -> dict[str, Any]:
+    """Validate through bark_core (one source of truth) and apply the server's duration cap."""
+    if server_cap is not None:
+        asked = fields.get("max_duration_s")
+        fields = {**fields, "max_duration_s": min(asked, server_cap) if asked else server_cap}
+    try:
+        GenerationParams(**fields)
+    except InvalidParameterError as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from exc
+    return fields
+
+
+async def submit(
+    state: AppState,
+    *,
+    text: str,
+    voice: str | None,
+    params: dict[str, Any],
+    seed: int | None,
+    request_id: str,
+) -> JobRun:
+    """Validate, pin voice version and seed, and queue. Raises before anything is sent."""
+    params = build_params(params, state.settings.max_duration_s)
+    voice = voice or state.settings.default_voice
+    try:
+        etag = await state.voices.etag(voice) if voice else None
+        now = time.time()
+        job = Job(
+            id=uuid.uuid4().hex,
+            text=text,
+            voice=voice,
+            voice_etag=etag,
+            params=params,
+            seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
+            submitted_at=now,
+            deadline=now + state.settings.request_timeout_s,
+            request_id=request_id,
+        )
+        position = await state.queue.submit(job)
+    except REDIS_DOWN as exc:
+        raise state.queue.unavailable("queue unavailable") from exc
+    except ApiError as exc:
+        state.metrics.jobs.labels(f"rejected_{exc.type}").inc()
+        raise
+    log.info("job queued", extra={"job_id": job.id, "position": position, "seed": job.seed,
+                                  "voice": voice, "chars": len(text)})  # fmt: skip
+    return JobRun(state, job, position)
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the API process.
+
+Worker-side timings reach us inside the job events (each chunk carries its per-stage
+seconds, `done` its wall time), so one scrape of the API sees the whole pipeline without a
+push gateway. Each app instance owns its registry, so tests can build many apps.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+_RTF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 25, 50)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "bark_http_requests", "HTTP requests by route and status", ["route", "status"],
+            registry=r,
+        )  # fmt: skip
+        self.jobs = Counter(
+            "bark_jobs", "Synthesis jobs by outcome (done, error type, cancelled)", ["outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.queue_waiting = Gauge("bark_queue_waiting", "Jobs queued, not started", registry=r)
+        self.queue_running = Gauge("bark_queue_running", "Jobs held by workers", registry=r)
+        self.queue_dead = Gauge("bark_queue_dead_letters", "Dead-lettered jobs", registry=r)
+        self.workers = Gauge("bark_workers_live", "Workers with a live heartbeat", registry=r)
+        self.stage_seconds = Histogram(
+            "bark_stage_seconds", "Worker seconds per text chunk and stage", ["stage"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.rtf = Histogram(
+            "bark_real_time_factor", "Generation seconds per second of audio (lower is faster)",
+            buckets=_RTF_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.time_to_first_audio = Histogram(
+            "bark_time_to_first_audio_seconds", "Submission to first audio chunk",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            "bark_queue_wait_seconds", "Submission to a worker starting the job",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.audio_seconds = Counter(
+            "bark_audio_seconds", "Seconds of audio delivered", registry=r
+        )

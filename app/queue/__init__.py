@@ -1,0 +1,1 @@
+"""The Redis Streams job queue: key names, wire messages, and the API/worker sides."""

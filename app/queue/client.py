@@ -1,0 +1,185 @@
+"""The API's side of the queue (asyncio): submit with backpressure, follow, cancel, inspect."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from ..errors import Cancelled, DeadlineExceeded, QueueFull, Unavailable
+from .connection import BLOCK_MS, REDIS_DOWN
+from .keys import Keys
+from .messages import Event, Job
+
+# Atomic "add unless too many are waiting". Waiting = entries in the stream that no worker
+# has been handed yet: XLEN counts outstanding jobs (finished ones are XDELed), XPENDING the
+# ones a worker holds. Returns the position (jobs ahead), or -1 - waiting when full.
+_SUBMIT_LUA = """
+local outstanding = redis.call('XLEN', KEYS[1])
+local held = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+local waiting = outstanding - held
+if waiting >= tonumber(ARGV[2]) then return -1 - waiting end
+redis.call('XADD', KEYS[1], '*', 'job', ARGV[3])
+return waiting
+"""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int
+    running: int
+    dead: int
+
+
+class JobQueue:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        queue_max: int,
+        retry_after_s: int,
+        job_ttl_s: int,
+        heartbeat_ttl_s: float,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.queue_max = queue_max
+        self.retry_after_s = retry_after_s
+        self.job_ttl_s = job_ttl_s
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self._submit = redis.register_script(_SUBMIT_LUA)
+
+    def unavailable(self, message: str) -> Unavailable:
+        return Unavailable(message, headers={"Retry-After": str(self.retry_after_s)})
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.jobs, self.keys.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except REDIS_DOWN:
+            return False
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Heartbeats of live workers (a dead worker's key has expired)."""
+        names = [name async for name in self.redis.scan_iter(self.keys.worker_pattern, count=200)]
+        if not names:
+            return []
+        values = await self.redis.mget(names)
+        out = []
+        for raw in values:
+            if raw is None:
+                continue
+            info = json.loads(raw)
+            # A worker that froze keeps its key until the TTL; trust the timestamp too.
+            if time.time() - float(info.get("ts", 0)) <= self.heartbeat_ttl_s:
+                out.append(info)
+        return out
+
+    async def submit(self, job: Job) -> int:
+        """Queue a job; returns how many jobs are ahead of it. QueueFull / Unavailable."""
+        try:
+            if not await self.workers():
+                raise self.unavailable("no live worker; start one with `bark-worker`")
+            position = await self._run_submit(job)
+        except REDIS_DOWN as exc:
+            raise self.unavailable(f"queue unavailable: {exc.__class__.__name__}") from exc
+        if position < 0:
+            raise QueueFull(
+                f"queue is full ({-1 - position} jobs waiting); retry later",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        return position
+
+    async def _run_submit(self, job: Job) -> int:
+        args: list[str | int] = [self.keys.group, self.queue_max, job.to_fields()["job"]]
+        try:
+            return int(await self._submit(keys=[self.keys.jobs], args=args))
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_group()  # Redis restarted without persistence
+            return int(await self._submit(keys=[self.keys.jobs], args=args))
+
+    async def cancel(self, job_id: str) -> None:
+        """Raise the job's cancel flag; the worker drops it within one decode step."""
+        # Redis down: nothing to cancel against; the job's deadline still bounds it.
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.redis.set(self.keys.cancel(job_id), b"1", ex=self.job_ttl_s + 3600)
+
+    async def stats(self) -> QueueStats:
+        try:
+            outstanding = int(await self.redis.xlen(self.keys.jobs))
+            pending = await self.redis.xpending(self.keys.jobs, self.keys.group)
+            held = int(pending["pending"])
+            dead = int(await self.redis.xlen(self.keys.dead))
+        except ResponseError:  # no group yet
+            return QueueStats(0, 0, 0)
+        return QueueStats(waiting=max(0, outstanding - held), running=held, dead=dead)
+
+    async def follow(
+        self,
+        job_id: str,
+        deadline: float,
+        client_gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[Event]:
+        """The job's events in order, each chunk `seq` at most once, ending at its terminal.
+
+        `client_gone` is polled between reads; when it says so, Cancelled is raised (the
+        caller then cancels the job).
+
+        A job re-run after a worker crash starts again at seq 0 with the same seed, so it
+        regenerates the very same audio: chunks already forwarded are skipped, not repeated.
+        """
+        key = self.keys.out(job_id)
+        last_id = b"0-0"
+        next_seq = 0
+        started = False
+        last_worker_check = time.monotonic()
+        while True:
+            if client_gone is not None and await client_gone():
+                raise Cancelled("client went away")
+            left = deadline - time.time()
+            if left <= 0:
+                raise DeadlineExceeded("synthesis did not finish before the request deadline")
+            block = max(1, min(BLOCK_MS, int(left * 1000)))
+            try:
+                reply: Any = await self.redis.xread({key: last_id}, count=64, block=block)
+            except REDIS_DOWN as exc:
+                raise self.unavailable("queue connection lost") from exc
+            entries = reply[0][1] if reply else []
+            for entry_id, fields in entries:
+                last_id = entry_id
+                event = Event.from_fields(fields)
+                if event.type == "chunk":
+                    if event.seq < next_seq:
+                        continue  # already forwarded by an earlier attempt
+                    next_seq = event.seq + 1
+                elif event.type == "started":
+                    if started:
+                        continue
+                    started = True
+                yield event
+                if event.terminal:
+                    return
+            if not entries and time.monotonic() - last_worker_check > self.heartbeat_ttl_s:
+                # Nobody may ever pick the job up again: fail now rather than at the deadline.
+                last_worker_check = time.monotonic()
+                try:
+                    alive = await self.workers()
+                except REDIS_DOWN as exc:
+                    raise self.unavailable("queue connection lost") from exc
+                if not alive:
+                    raise self.unavailable("no live worker left to run this job")

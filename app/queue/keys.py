@@ -1,0 +1,63 @@
+"""Every Redis key the service uses, in one place.
+
+  {p}:jobs                  stream of submitted jobs; consumer group {p}:workers
+  {p}:dead                  stream of dead-lettered jobs (delivered too many times)
+  {p}:job:{id}:out          per-job output stream: started / chunk* / done|error
+  {p}:job:{id}:cancel       cancel flag set by the API, polled by the worker
+  {p}:worker:{wid}          a worker's heartbeat (JSON, with a TTL)
+  {p}:voice:{id}            an uploaded preset: raw array bytes + dtype + shape (a hash)
+  {p}:voices:uploaded       hash of uploaded preset id -> etag
+  {p}:voices:builtin        JSON list of the model's built-in presets, published by workers
+  {p}:builtin:{model}:{id}  a built-in preset cached by a worker on first use
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "bark"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def group(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    def out(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:out"
+
+    def cancel(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:cancel"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def worker_pattern(self) -> str:
+        return f"{self.prefix}:worker:*"
+
+    def voice(self, voice_id: str) -> str:
+        return f"{self.prefix}:voice:{voice_id}"
+
+    @property
+    def uploaded_voices(self) -> str:
+        return f"{self.prefix}:voices:uploaded"
+
+    @property
+    def builtin_voices(self) -> str:
+        return f"{self.prefix}:voices:builtin"
+
+    def builtin_voice(self, model: str, voice_id: str) -> str:
+        # The model name is hashed: a local directory path is long and may hold ':'.
+        tag = hashlib.sha1(model.encode()).hexdigest()[:12]
+        return f"{self.prefix}:builtin:{tag}:{voice_id}"

@@ -1,0 +1,125 @@
+"""`bark-serve`: the API, and with no BARK_REDIS_URL an embedded Redis and N local workers.
+
+    bark-serve [--host H] [--port P] [--workers N] [--model ID_OR_DIR]
+
+Ctrl-C or SIGTERM stops the API (in-flight requests drain), then the workers (each finishes
+its job in hand), then Redis. A second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+
+from .api.app import create_app
+from .embedded_redis import EmbeddedRedis
+from .logs import configure_logging
+from .model_choice import DEMO_BANNER, choose
+from .settings import Settings
+from .supervisor import WorkerPool
+
+log = logging.getLogger("bark.serve")
+WORKER_GRACE_S = 120.0  # a worker's job in hand may take this long to finish
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bark-serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--host", help="bind address (BARK_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (BARK_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="local worker processes (BARK_WORKERS)")
+    parser.add_argument("--model", help="hub id or checkpoint directory (BARK_MODEL)")
+    return parser.parse_args(argv)
+
+
+def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    """One place for the server's limits, shared by bark-serve and the tests."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=settings.max_ws_message_bytes,
+        ws_ping_interval=20.0,
+        timeout_graceful_shutdown=30,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal after shutdown, which would kill us before we stop the
+    workers and Redis; we install our own handlers instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port,
+                                   "workers": args.workers, "model": args.model}.items()
+                 if v is not None}  # fmt: skip
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level, settings.log_json, "serve")
+
+    redis_server: EmbeddedRedis | None = None
+    pool: WorkerPool | None = None
+    server: _Server | None = None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if server is None:
+            raise KeyboardInterrupt
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+        log.info("signal %d: shutting down", signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        url = settings.redis_url
+        if url is None:
+            redis_server = EmbeddedRedis(settings.data_dir / "redis")
+            url = redis_server.start()
+            if settings.workers:
+                choice = choose(settings.model)
+                if choice.demo:
+                    log.warning(DEMO_BANNER)
+                env = {"BARK_REDIS_URL": url, "BARK_MODEL": choice.model}
+                if settings.torch_threads is None:
+                    # N workers share the cores; oversubscribed torch threads spin and crawl.
+                    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+                    env["BARK_TORCH_THREADS"] = str(threads)
+                pool = WorkerPool(settings.workers, env, WORKER_GRACE_S)
+                pool.start()
+        else:
+            log.info("using external redis; start workers with `bark-worker`")
+        app = create_app(settings, url)
+        server = _Server(uvicorn_config(app, settings))
+        log.info("serving on http://%s:%d", settings.host, settings.port)
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if pool is not None:
+            log.info("stopping workers")
+            pool.stop()
+        if redis_server is not None:
+            redis_server.stop()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

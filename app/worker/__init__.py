@@ -1,0 +1,1 @@
+"""The worker process: one loaded BarkPipeline consuming the Redis job stream."""

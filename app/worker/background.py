@@ -1,0 +1,140 @@
+"""The worker's background thread: heartbeat, claim keep-alive, and cancel-flag polling.
+
+The pipeline runs in the main thread and only asks `should_cancel()` between decode steps;
+answering from memory (set here from Redis every `tick`) keeps that call free of I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from ..queue.connection import REDIS_DOWN
+from ..queue.keys import Keys
+from .consumer import Consumer, Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveJob:
+    delivery: Delivery
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def job_id(self) -> str:
+        assert self.delivery.job is not None  # only parsed jobs become active
+        return self.delivery.job.id
+
+    def should_cancel(self) -> bool:
+        job = self.delivery.job
+        return self.cancelled.is_set() or (job is not None and time.time() > job.deadline)
+
+
+class ActiveJobs:
+    """Jobs this worker is running now, shared between the main and background threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, ActiveJob] = {}
+
+    def add(self, delivery: Delivery) -> ActiveJob:
+        active = ActiveJob(delivery)
+        with self._lock:
+            self._jobs[active.job_id] = active
+        return active
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def snapshot(self) -> list[ActiveJob]:
+        with self._lock:
+            return list(self._jobs.values())
+
+
+class Heartbeat:
+    """`{p}:worker:{id}` = JSON about this worker, with a TTL: it vanishes if we die."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, ttl_s: float) -> None:
+        self.redis = client
+        self.key = keys.worker(worker_id)
+        self.ttl_ms = int(ttl_s * 1000)
+        self.info: dict[str, Any] = {
+            "id": worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "state": "loading",
+            "jobs": [],
+            "jobs_done": 0,
+            "started_at": time.time(),
+        }
+        self._lock = threading.Lock()
+
+    def update(self, **fields: Any) -> None:
+        with self._lock:
+            self.info.update(fields)
+        self.beat()
+
+    def beat(self) -> None:
+        with self._lock:
+            payload = json.dumps({**self.info, "ts": time.time()})
+        try:
+            self.redis.set(self.key, payload, px=self.ttl_ms)
+        except REDIS_DOWN as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def remove(self) -> None:
+        with contextlib.suppress(*REDIS_DOWN):
+            self.redis.delete(self.key)
+
+
+class Background(threading.Thread):
+    def __init__(
+        self,
+        consumer: Consumer,
+        heartbeat: Heartbeat,
+        active: ActiveJobs,
+        *,
+        heartbeat_interval_s: float,
+        tick_s: float = 0.1,
+    ) -> None:
+        super().__init__(name="bark-worker-background", daemon=True)
+        self.consumer = consumer
+        self.heartbeat = heartbeat
+        self.active = active
+        self.interval = heartbeat_interval_s
+        self.tick = tick_s
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        next_beat = 0.0
+        while not self._stop.wait(self.tick):
+            try:
+                jobs = self.active.snapshot()
+                flagged = self.consumer.cancelled([a.job_id for a in jobs])
+                for a in jobs:
+                    if a.job_id in flagged and not a.cancelled.is_set():
+                        log.info("job cancelled by client", extra={"job_id": a.job_id})
+                        a.cancelled.set()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.interval
+                    self.heartbeat.update(jobs=[a.job_id for a in jobs])
+                    self.consumer.touch([a.delivery.entry_id for a in jobs])
+            except REDIS_DOWN as exc:
+                log.warning("background redis call failed: %s", exc)
+            except Exception:  # never let the keep-alive thread die silently
+                log.exception("background tick failed")

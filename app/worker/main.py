@@ -1,0 +1,128 @@
+"""`bark-worker`: load the model once, then consume jobs until SIGTERM/SIGINT.
+
+The first signal finishes the job(s) in hand and exits; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from types import FrameType
+
+from ..logs import configure_logging
+from ..model_choice import DEMO_BANNER, choose
+from ..queue.connection import sync_client
+from ..queue.keys import Keys
+from ..settings import Settings
+from .background import ActiveJobs, Heartbeat
+from .consumer import Consumer
+from .runner import BatchRunner
+from .voices import VoiceCache
+from .worker import Worker
+
+log = logging.getLogger("bark.worker")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bark-worker", description=__doc__)
+    parser.add_argument("--model", help="hub id or checkpoint directory (BARK_MODEL)")
+    parser.add_argument("--redis-url", help="Redis URL (BARK_REDIS_URL)")
+    parser.add_argument("--device", help="cpu, cuda or auto (BARK_DEVICE)")
+    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (BARK_DTYPE)")
+    parser.add_argument("--batch-size", type=int, help="jobs per batch (BARK_BATCH_SIZE)")
+    return parser.parse_args(argv)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in {
+        "model": args.model, "redis_url": args.redis_url, "device": args.device,
+        "dtype": args.dtype, "batch_size": args.batch_size,
+    }.items() if v is not None}  # fmt: skip
+    return Settings(**overrides)
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_json, "worker")
+    if settings.redis_url is None:
+        log.error("BARK_REDIS_URL is not set (bark-serve sets it for its own workers)")
+        return 2
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    keys = Keys(settings.redis_prefix)
+    client = sync_client(settings.redis_url, settings.redis_timeout_s)
+    heartbeat = Heartbeat(client, keys, worker_id, settings.heartbeat_ttl_s)
+    worker: Worker | None = None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if worker is None or worker.stopping.is_set():
+            heartbeat.remove()
+            raise SystemExit(128 + signum)  # still loading, or asked twice: go now
+        log.info("signal %s: finishing the job(s) in hand, then exiting", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    choice = choose(settings.model)
+    import torch
+
+    from bark_core.pipeline import BarkPipeline
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = _device(settings.device)
+    heartbeat.update(state="loading", model=choice.model, device=device, dtype=settings.dtype,
+                     batch_size=settings.batch_size)  # fmt: skip
+    pipe = BarkPipeline.load(choice.model, revision=settings.revision, device=device,
+                             dtype=settings.dtype, offload=settings.offload)  # fmt: skip
+    if pipe.is_random_demo:
+        log.warning(DEMO_BANNER)
+    heartbeat.update(model=pipe.model_name, is_random_demo=pipe.is_random_demo)
+    client.set(keys.builtin_voices, json.dumps({
+        "model": pipe.model_name, "demo": pipe.is_random_demo,
+        "ids": [v.id for v in pipe.voices.list()],
+    }))  # fmt: skip
+
+    consumer = Consumer(
+        client,
+        keys,
+        worker_id,
+        claim_idle_ms=int(settings.claim_idle_s * 1000),
+        job_ttl_s=settings.job_ttl_s,
+        stream_ttl_s=int(settings.request_timeout_s + settings.job_ttl_s),
+    )
+    voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
+    runner = BatchRunner(pipe, consumer, voices, ActiveJobs(), worker_id)
+    worker = Worker(
+        consumer,
+        runner,
+        heartbeat,
+        runner.active,
+        batch_size=settings.batch_size,
+        max_deliveries=settings.max_deliveries,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        claim_idle_s=settings.claim_idle_s,
+    )
+    log.info("worker ready", extra={"worker_id": worker_id, "model": pipe.model_name,
+                                    "device": device, "dtype": settings.dtype})  # fmt: skip
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

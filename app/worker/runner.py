@@ -1,0 +1,152 @@
+"""Running one batch of jobs through `pipe.stream` and writing their events.
+
+Rows may carry different voices, parameters, seeds and chunk counts; each row's events go to
+its own output stream as soon as its chunk is decoded, and its terminal event (with the XACK)
+as soon as its last chunk is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bark_core.errors import BarkError
+from bark_core.params import GenerationParams
+from bark_core.types import AudioChunk, SynthesisRequest
+
+from ..errors import ApiError, Cancelled, DeadlineExceeded, GenerationFailed, from_core
+from ..queue.messages import SAMPLE_RATE, Event, to_pcm16
+from .background import ActiveJob, ActiveJobs
+from .consumer import Consumer, Delivery
+from .voices import VoiceCache
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline(Protocol):
+    """What the runner needs of bark_core's BarkPipeline (tests may hand in the real one)."""
+
+    def stream(self, requests: Sequence[SynthesisRequest]) -> Iterator[AudioChunk]: ...
+
+
+def error_event(err: ApiError) -> Event:
+    return Event.error(err.status, err.type, err.message, err.param)
+
+
+@dataclass
+class Row:
+    delivery: Delivery
+    request: SynthesisRequest
+    active: ActiveJob
+    started: float
+    samples: int = 0
+    chunks: int = 0
+    finished: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return self.active.job_id
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        pipe: Pipeline,
+        consumer: Consumer,
+        voices: VoiceCache,
+        active: ActiveJobs,
+        worker_id: str,
+    ) -> None:
+        self.pipe = pipe
+        self.consumer = consumer
+        self.voices = voices
+        self.active = active
+        self.worker_id = worker_id
+
+    def run(self, deliveries: list[Delivery]) -> None:
+        rows = [row for d in deliveries if (row := self._prepare(d)) is not None]
+        try:
+            self._run_rows(rows)
+        finally:
+            for row in rows:
+                self.active.remove(row.job_id)
+
+    def _prepare(self, delivery: Delivery) -> Row | None:
+        job = delivery.job
+        assert job is not None
+        try:
+            voice = self.voices.get(job.voice, job.voice_etag) if job.voice else None
+            params = GenerationParams(**job.params)
+        except BarkError as exc:
+            self.consumer.finish(delivery, error_event(from_core(exc)))
+            return None
+        except TypeError as exc:  # a field this version does not know
+            self.consumer.finish(delivery, error_event(GenerationFailed(f"bad job: {exc}")))
+            return None
+        active = self.active.add(delivery)
+        request = SynthesisRequest(text=job.text, voice=voice, params=params, seed=job.seed,
+                                   should_cancel=active.should_cancel)  # fmt: skip
+        self.consumer.emit(job.id, Event("started", meta={
+            "worker": self.worker_id, "attempt": delivery.deliveries}))  # fmt: skip
+        log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
+        return Row(delivery, request, active, time.perf_counter())
+
+    def _run_rows(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        try:
+            for chunk in self.pipe.stream([row.request for row in rows]):
+                self._on_chunk(rows[chunk.request_index], chunk)
+        except Exception as exc:
+            unfinished = [row for row in rows if not row.finished]
+            if len(unfinished) > 1 and not isinstance(exc, BarkError):
+                # One row may have broken the batch: give each its own run (from seq 0 again;
+                # the API skips chunks it already forwarded).
+                log.exception("batch of %d failed; retrying rows one by one", len(unfinished))
+                for row in unfinished:
+                    row.samples = row.chunks = 0
+                    self._run_rows([row])
+                return
+            err = from_core(exc) if isinstance(exc, BarkError) else None
+            if err is None:
+                log.exception("generation failed")
+                err = GenerationFailed(f"generation failed: {exc.__class__.__name__}")
+            for row in unfinished:
+                self._settle(row, error_event(err))
+            return
+        for row in rows:
+            if not row.finished:
+                self._settle(row, error_event(self._why_unfinished(row)))
+
+    def _why_unfinished(self, row: Row) -> ApiError:
+        if row.active.cancelled.is_set():
+            return Cancelled("cancelled by the client")
+        if row.active.should_cancel():
+            return DeadlineExceeded("deadline passed during generation")
+        return GenerationFailed("the pipeline ended before the job's last chunk")
+
+    def _on_chunk(self, row: Row, chunk: AudioChunk) -> None:
+        pcm = to_pcm16(chunk.audio)
+        row.samples += len(pcm) // 2
+        row.chunks += 1
+        meta = {"text": chunk.text, "n_chunks": chunk.n_chunks,
+                "stage_seconds": {k: round(v, 6) for k, v in chunk.stage_seconds.items()}}  # fmt: skip
+        self.consumer.emit(row.job_id, Event("chunk", seq=chunk.chunk_index, meta=meta, pcm=pcm))
+        if chunk.is_last:
+            seconds = time.perf_counter() - row.started
+            duration = row.samples / SAMPLE_RATE
+            self._settle(row, Event("done", meta={
+                "duration_s": round(duration, 4), "samples": row.samples, "chunks": row.chunks,
+                "gen_seconds": round(seconds, 4),
+                "rtf": round(seconds / duration, 4) if duration > 0 else None,
+                "worker": self.worker_id, "attempt": row.delivery.deliveries,
+            }))  # fmt: skip
+
+    def _settle(self, row: Row, event: Event) -> None:
+        self.consumer.finish(row.delivery, event)
+        row.finished = True
+        outcome = event.meta.get("type", event.type)
+        log.info("job %s", outcome, extra={"job_id": row.job_id, "samples": row.samples})

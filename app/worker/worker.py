@@ -1,0 +1,103 @@
+"""The consume loop: reclaim or read up to `batch_size` jobs, admit them, run them as a batch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..errors import Cancelled, DeadlineExceeded
+from ..queue.connection import BLOCK_MS, REDIS_DOWN
+from ..queue.messages import Event
+from .background import ActiveJobs, Background, Heartbeat
+from .consumer import Consumer, Delivery
+from .runner import BatchRunner, error_event
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        consumer: Consumer,
+        runner: BatchRunner,
+        heartbeat: Heartbeat,
+        active: ActiveJobs,
+        *,
+        batch_size: int,
+        max_deliveries: int,
+        heartbeat_interval_s: float,
+        claim_idle_s: float,
+    ) -> None:
+        self.consumer = consumer
+        self.runner = runner
+        self.heartbeat = heartbeat
+        self.active = active
+        self.batch_size = batch_size
+        self.max_deliveries = max_deliveries
+        self.reclaim_every_s = max(0.2, claim_idle_s / 4)
+        self.background = Background(consumer, heartbeat, active,
+                                     heartbeat_interval_s=heartbeat_interval_s)  # fmt: skip
+        self.stopping = threading.Event()
+        self.jobs_done = 0
+
+    def stop(self) -> None:
+        """Finish the batch in hand, take no more, return from run()."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        self.consumer.ensure_group()
+        self.heartbeat.update(state="idle")
+        self.background.start()
+        next_reclaim = 0.0
+        try:
+            while not self.stopping.is_set():
+                try:
+                    batch: list[Delivery] = []
+                    if time.monotonic() >= next_reclaim:
+                        next_reclaim = time.monotonic() + self.reclaim_every_s
+                        batch += self.consumer.reclaim(self.batch_size)
+                    if len(batch) < self.batch_size and not self.stopping.is_set():
+                        block = None if batch else BLOCK_MS  # never block with work in hand
+                        batch += self.consumer.read(self.batch_size - len(batch), block)
+                    admitted = self._admit(batch)
+                    if admitted:
+                        self._run(admitted)
+                except REDIS_DOWN as exc:
+                    log.warning("redis unavailable: %s; retrying", exc)
+                    self.stopping.wait(1.0)
+        finally:
+            self.background.stop()
+            self.heartbeat.remove()
+            log.info("worker stopped", extra={"jobs_done": self.jobs_done})
+
+    def _run(self, admitted: list[Delivery]) -> None:
+        self.heartbeat.update(state="busy", jobs=[d.job.id for d in admitted if d.job])
+        try:
+            self.runner.run(admitted)
+        finally:
+            self.jobs_done += len(admitted)
+            self.heartbeat.update(state="idle", jobs=[], jobs_done=self.jobs_done)
+
+    def _admit(self, batch: list[Delivery]) -> list[Delivery]:
+        """Settle what must not run (garbage, poison, cancelled, expired); return the rest."""
+        if not batch:
+            return []
+        cancelled = self.consumer.cancelled([d.job.id for d in batch if d.job])
+        admitted = []
+        for d in batch:
+            if d.job is None:
+                self.consumer.finish(d, Event("error"))
+            elif d.deliveries > self.max_deliveries:
+                log.error("dead-lettering job after %d deliveries", d.deliveries,
+                          extra={"job_id": d.job.id})  # fmt: skip
+                self.consumer.dead_letter(
+                    d, f"job was delivered {d.deliveries} times; its workers kept dying"
+                )
+            elif d.job.id in cancelled:
+                self.consumer.finish(d, error_event(Cancelled("cancelled before it started")))
+            elif time.time() > d.job.deadline:
+                self.consumer.finish(d, error_event(DeadlineExceeded("deadline passed in queue")))
+            else:
+                admitted.append(d)
+        return admitted
