@@ -23,10 +23,16 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "suno/bark-small"
 # Files of the hub layout we need; the pickle only when a repo has no safetensors.
 _HUB_PATTERNS = [
-    "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
-    "tokenizer*", "vocab.txt", "special_tokens_map.json", "speaker_embeddings_path.json",
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "tokenizer*",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "speaker_embeddings_path.json",
     "speaker_embeddings/**",
-]  # fmt: skip
+]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _MASK_BUFFER = re.compile(r"^layers\.\d+\.attn\.bias$")  # transformers' causal-mask buffer
 DEMO_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bark-serve"
@@ -79,14 +85,18 @@ def _download(repo_id: str, revision: str | None) -> Path:
     try:
         local = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS))
         if not any(local.glob("*.safetensors")):
-            local = Path(snapshot_download(
-                repo_id, revision=revision, allow_patterns=[*_HUB_PATTERNS, "pytorch_model.bin"]
-            ))  # fmt: skip
+            local = Path(
+                snapshot_download(
+                    repo_id, revision=revision, allow_patterns=[*_HUB_PATTERNS, "pytorch_model.bin"]
+                )
+            )
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise ModelNotFoundError(f"{repo_id}@{revision or 'main'} does not exist on the hub. {hint}") from exc
     except LocalEntryNotFoundError as exc:
         why = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
-        raise ModelNotFoundError(f"{repo_id} is not in the local Hugging Face cache and {why}. {hint}") from exc
+        raise ModelNotFoundError(
+            f"{repo_id} is not in the local Hugging Face cache and {why}. {hint}"
+        ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelNotFoundError(f"could not download {repo_id}: {exc}. {hint}") from exc
     return local

@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 
 from .constants import (
-    CODEBOOK_SIZE,
     COARSE_VOCAB,
+    CODEBOOK_SIZE,
     FINE_VOCAB,
     N_FINE_CODEBOOKS,
     SEMANTIC_INPUT_VOCAB,
@@ -51,27 +51,48 @@ SHAPES: dict[str, Shape] = {
 # The hub's generation_config.json for suno/bark-small, field for field.
 GENERATION_CONFIG = {
     "semantic_config": {
-        "eos_token_id": 10_000, "renormalize_logits": True, "max_new_tokens": 768,
-        "output_scores": False, "return_dict_in_generate": False, "output_hidden_states": False,
-        "output_attentions": False, "temperature": 1.0, "do_sample": False,
-        "text_encoding_offset": 10_048, "text_pad_token": 129_595,
-        "semantic_infer_token": 129_599, "semantic_vocab_size": 10_000,
-        "max_input_semantic_length": 256, "semantic_rate_hz": 49.9, "min_eos_p": None,
+        "eos_token_id": 10_000,
+        "renormalize_logits": True,
+        "max_new_tokens": 768,
+        "output_scores": False,
+        "return_dict_in_generate": False,
+        "output_hidden_states": False,
+        "output_attentions": False,
+        "temperature": 1.0,
+        "do_sample": False,
+        "text_encoding_offset": 10_048,
+        "text_pad_token": 129_595,
+        "semantic_infer_token": 129_599,
+        "semantic_vocab_size": 10_000,
+        "max_input_semantic_length": 256,
+        "semantic_rate_hz": 49.9,
+        "min_eos_p": None,
     },
     "coarse_acoustics_config": {
-        "renormalize_logits": True, "output_scores": False, "return_dict_in_generate": False,
-        "output_hidden_states": False, "output_attentions": False, "temperature": 1.0,
-        "do_sample": False, "coarse_semantic_pad_token": 12_048, "coarse_rate_hz": 75,
-        "n_coarse_codebooks": 2, "coarse_infer_token": 12_050, "max_coarse_input_length": 256,
-        "max_coarse_history": 630, "sliding_window_len": 60,
+        "renormalize_logits": True,
+        "output_scores": False,
+        "return_dict_in_generate": False,
+        "output_hidden_states": False,
+        "output_attentions": False,
+        "temperature": 1.0,
+        "do_sample": False,
+        "coarse_semantic_pad_token": 12_048,
+        "coarse_rate_hz": 75,
+        "n_coarse_codebooks": 2,
+        "coarse_infer_token": 12_050,
+        "max_coarse_input_length": 256,
+        "max_coarse_history": 630,
+        "sliding_window_len": 60,
     },
     "fine_acoustics_config": {
-        "temperature": 1.0, "max_fine_history_length": 512, "max_fine_input_length": 1024,
+        "temperature": 1.0,
+        "max_fine_history_length": 512,
+        "max_fine_input_length": 1024,
         "n_fine_codebooks": 8,
     },
     "sample_rate": 24_000,
     "codebook_size": 1024,
-}  # fmt: skip
+}
 
 _COMMON_WORDS = (
     "the of and to a in is it you that he was for on are with as I his they be at one have "
@@ -100,11 +121,18 @@ def _vocab() -> list[str]:
 def _bark_config(shape: Shape) -> dict:
     def sub(input_vocab: int, output_vocab: int, **extra: object) -> dict:
         return {
-            "block_size": 1024, "input_vocab_size": input_vocab,
-            "output_vocab_size": output_vocab, "num_layers": shape.layers,
-            "num_heads": shape.heads, "hidden_size": shape.hidden, "dropout": 0.0,
-            "bias": False, "initializer_range": 0.02, "use_cache": True, **extra,
-        }  # fmt: skip
+            "block_size": 1024,
+            "input_vocab_size": input_vocab,
+            "output_vocab_size": output_vocab,
+            "num_layers": shape.layers,
+            "num_heads": shape.heads,
+            "hidden_size": shape.hidden,
+            "dropout": 0.0,
+            "bias": False,
+            "initializer_range": 0.02,
+            "use_cache": True,
+            **extra,
+        }
 
     return {
         "semantic_config": sub(SEMANTIC_INPUT_VOCAB, SEMANTIC_OUTPUT_VOCAB),
@@ -113,11 +141,15 @@ def _bark_config(shape: Shape) -> dict:
             FINE_VOCAB, FINE_VOCAB, n_codes_total=8, n_codes_given=1, tie_word_embeddings=True
         ),
         "codec_config": {
-            "model_type": "encodec", "num_filters": shape.codec_filters,
-            "hidden_size": shape.codec_hidden, "codebook_dim": shape.codec_hidden,
-            "upsampling_ratios": [8, 5, 4, 2], "target_bandwidths": [1.5, 3.0, 6.0, 12.0, 24.0],
-            "sampling_rate": 24_000, "codebook_size": CODEBOOK_SIZE,
-        },  # fmt: skip
+            "model_type": "encodec",
+            "num_filters": shape.codec_filters,
+            "hidden_size": shape.codec_hidden,
+            "codebook_dim": shape.codec_hidden,
+            "upsampling_ratios": [8, 5, 4, 2],
+            "target_bandwidths": [1.5, 3.0, 6.0, 12.0, 24.0],
+            "sampling_rate": 24_000,
+            "codebook_size": CODEBOOK_SIZE,
+        },
     }
 
 
@@ -134,9 +166,7 @@ def _write_voices(directory: Path, rng: np.random.Generator) -> None:
             arrays = {
                 "semantic_prompt": rng.integers(0, SEMANTIC_VOCAB_SIZE, n_sem, dtype=np.int64),
                 "coarse_prompt": rng.integers(0, CODEBOOK_SIZE, (2, n_frames), dtype=np.int64),
-                "fine_prompt": rng.integers(
-                    0, CODEBOOK_SIZE, (N_FINE_CODEBOOKS, n_frames), dtype=np.int64
-                ),
+                "fine_prompt": rng.integers(0, CODEBOOK_SIZE, (N_FINE_CODEBOOKS, n_frames), dtype=np.int64),
             }
             entry = {}
             for key, value in arrays.items():
@@ -160,6 +190,12 @@ def make_checkpoint(directory: str | Path, size: Size = "tiny", seed: int = 0) -
     torch.manual_seed(seed)
     config = BarkConfig(**_bark_config(SHAPES[size]))
     model = BarkModel(config).eval()
+    # EnCodec initialises its codebooks to zeros, so every code would decode to the same
+    # sound; give them values so that different tokens give different audio.
+    for layer in model.codec_model.quantizer.layers:
+        layer.codebook.embed.normal_(0.0, 1.0)
+        layer.codebook.embed_avg.copy_(layer.codebook.embed)
+        layer.codebook.cluster_size.fill_(1.0)
     model.save_pretrained(out, safe_serialization=True)
     (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))
 

@@ -62,7 +62,10 @@ class GenerationParams:
     def greedy(cls, **overrides: object) -> GenerationParams:
         """All temperatures 0 and EOS only when it is the argmax: the original's greedy path."""
         base: dict[str, object] = {
-            "text_temp": 0.0, "waveform_temp": 0.0, "fine_temp": 0.0, "min_eos_p": None
+            "text_temp": 0.0,
+            "waveform_temp": 0.0,
+            "fine_temp": 0.0,
+            "min_eos_p": None,
         }
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]

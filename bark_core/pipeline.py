@@ -108,7 +108,9 @@ class BarkPipeline:
 
         fine_cfg = bark.config.fine_acoustics_config
         semantic = build(CausalGPT(GPTShape.from_config(bark.config.semantic_config)), bark.semantic)
-        coarse = build(CausalGPT(GPTShape.from_config(bark.config.coarse_acoustics_config)), bark.coarse_acoustics)
+        coarse = build(
+            CausalGPT(GPTShape.from_config(bark.config.coarse_acoustics_config)), bark.coarse_acoustics
+        )
         fine = build(
             FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
             bark.fine_acoustics,
@@ -117,10 +119,18 @@ class BarkPipeline:
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)
         return cls(
-            semantic=semantic, coarse=coarse, fine=fine, codec=codec, tokenizer=ckpt.tokenizer,
-            voices=VoiceLibrary.from_checkpoint(root), model_name=model, device=device,
-            dtype=dtype, offload=offload, is_random_demo=ckpt.is_random_demo,
-        )  # fmt: skip
+            semantic=semantic,
+            coarse=coarse,
+            fine=fine,
+            codec=codec,
+            tokenizer=ckpt.tokenizer,
+            voices=VoiceLibrary.from_checkpoint(root),
+            model_name=model,
+            device=device,
+            dtype=dtype,
+            offload=offload,
+            is_random_demo=ckpt.is_random_demo,
+        )
 
     # ------------------------------------------------------------------ stages with offload
 
@@ -179,12 +189,14 @@ class BarkPipeline:
         def controls(temp_of: Callable[[SynthesisRequest], float]) -> list[stages.RowControl]:
             return [
                 stages.RowControl(
-                    temp=temp_of(r.request), top_k=r.request.params.top_k,
-                    top_p=r.request.params.top_p, generator=r.generator,
+                    temp=temp_of(r.request),
+                    top_k=r.request.params.top_k,
+                    top_p=r.request.params.top_p,
+                    generator=r.generator,
                     should_cancel=r.request.should_cancel,
                 )
                 for r in rows
-            ]  # fmt: skip
+            ]
 
         def stage_progress(name: str) -> stages.Progress | None:
             return (lambda done, total: progress(name, done, total)) if progress else None
@@ -193,13 +205,14 @@ class BarkPipeline:
         t0 = time.perf_counter()
         with self._on_device(self.semantic) as model:
             semantic = stages.generate_semantic(
-                model, [self.encode_text(t) for t in texts],
+                model,
+                [self.encode_text(t) for t in texts],
                 [r.voice.semantic if r.voice else None for r in rows],
                 controls(lambda q: q.params.text_temp),
                 [r.request.params.min_eos_p for r in rows],
                 [r.request.params.max_semantic_tokens for r in rows],
                 stage_progress("semantic"),
-            )  # fmt: skip
+            )
         timings["semantic"] = time.perf_counter() - t0
         keep = [i for i, s in enumerate(semantic) if s is not None]
         rows, semantic = [rows[i] for i in keep], [semantic[i] for i in keep]
@@ -207,20 +220,29 @@ class BarkPipeline:
         t0 = time.perf_counter()
         with self._on_device(self.coarse) as model:
             coarse = stages.generate_coarse(
-                model, semantic,
+                model,
+                semantic,
                 [(r.voice.semantic, r.voice.coarse) if r.voice else None for r in rows],
-                controls(lambda q: q.params.waveform_temp), stage_progress("coarse"),
-            )  # fmt: skip
+                controls(lambda q: q.params.waveform_temp),
+                stage_progress("coarse"),
+            )
         timings["coarse"] = time.perf_counter() - t0
         keep = [i for i, c in enumerate(coarse) if c is not None]
-        rows, semantic, coarse = [rows[i] for i in keep], [semantic[i] for i in keep], [coarse[i] for i in keep]
+        rows, semantic, coarse = (
+            [rows[i] for i in keep],
+            [semantic[i] for i in keep],
+            [coarse[i] for i in keep],
+        )
 
         t0 = time.perf_counter()
         with self._on_device(self.fine) as model:
             fine = stages.generate_fine(
-                model, coarse, [r.voice.fine if r.voice else None for r in rows],
-                controls(lambda q: q.params.fine_temp), stage_progress("fine"),
-            )  # fmt: skip
+                model,
+                coarse,
+                [r.voice.fine if r.voice else None for r in rows],
+                controls(lambda q: q.params.fine_temp),
+                stage_progress("fine"),
+            )
         timings["fine"] = time.perf_counter() - t0
 
         share = {k: v / max(1, len(rows)) for k, v in timings.items()}
@@ -230,10 +252,16 @@ class BarkPipeline:
             t0 = time.perf_counter()
             audio = self.decode(fi)
             chunk = AudioChunk(
-                request_index=r.index, chunk_index=r.done, n_chunks=len(r.chunks),
-                text=r.chunks[r.done], audio=audio, semantic=sem, coarse=co, fine=fi,
+                request_index=r.index,
+                chunk_index=r.done,
+                n_chunks=len(r.chunks),
+                text=r.chunks[r.done],
+                audio=audio,
+                semantic=sem,
+                coarse=co,
+                fine=fi,
                 stage_seconds={**share, "codec": time.perf_counter() - t0},
-            )  # fmt: skip
+            )
             r.done += 1
             if r.request.params.continuity == "rolling" and co.shape[1] > 0:
                 r.voice = chunk.as_voice()
@@ -250,7 +278,9 @@ class BarkPipeline:
         """The whole audio of one text, chunks concatenated."""
         from .params import GenerationParams
 
-        request = SynthesisRequest(text, voice, params if isinstance(params, GenerationParams) else GenerationParams(), seed)
+        request = SynthesisRequest(
+            text, voice, params if isinstance(params, GenerationParams) else GenerationParams(), seed
+        )
         parts = [c.audio for c in self.stream([request], progress)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from .constants import (
-    CODEBOOK_SIZE,
     COARSE_INFER_TOKEN,
     COARSE_SEMANTIC_PAD_TOKEN,
     COARSE_WINDOW,
+    CODEBOOK_SIZE,
     FINE_WINDOW,
     MAX_COARSE_HISTORY,
     MAX_FINE_HISTORY,
@@ -76,11 +76,14 @@ def generate_semantic(
     device = model.lm_head.weight.device
     B = len(text_tokens)
     text = np.stack([_pad_right(t[:MAX_TEXT_TOKENS], MAX_TEXT_TOKENS, TEXT_PAD_TOKEN) for t in text_tokens])
-    hist = np.stack([
-        _pad_right(h[-MAX_SEMANTIC_HISTORY:], MAX_SEMANTIC_HISTORY, SEMANTIC_PAD_TOKEN)
-        if h is not None else np.full(MAX_SEMANTIC_HISTORY, SEMANTIC_PAD_TOKEN)
-        for h in histories
-    ])  # fmt: skip
+    hist = np.stack(
+        [
+            _pad_right(h[-MAX_SEMANTIC_HISTORY:], MAX_SEMANTIC_HISTORY, SEMANTIC_PAD_TOKEN)
+            if h is not None
+            else np.full(MAX_SEMANTIC_HISTORY, SEMANTIC_PAD_TOKEN)
+            for h in histories
+        ]
+    )
     embed = model.input_embeds_layer
     text_t = torch.from_numpy(text).to(device)
     hist_t = torch.from_numpy(hist).to(device)
@@ -136,17 +139,17 @@ def _flatten_codebooks(codes: np.ndarray) -> np.ndarray:
     return offset.ravel("F") + SEMANTIC_VOCAB_SIZE
 
 
-def coarse_histories(
-    semantic_prompt: np.ndarray, coarse_prompt: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def coarse_histories(semantic_prompt: np.ndarray, coarse_prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Trim a preset's histories as the original does, keeping them time-aligned."""
     max_semantic_history = int(np.floor(MAX_COARSE_HISTORY / SEMANTIC_TO_COARSE_RATIO))
     coarse_flat = _flatten_codebooks(coarse_prompt)
-    n_semantic = int(min(
-        max_semantic_history,
-        len(semantic_prompt) - len(semantic_prompt) % 2,
-        int(np.floor(len(coarse_flat) / SEMANTIC_TO_COARSE_RATIO)),
-    ))  # fmt: skip
+    n_semantic = int(
+        min(
+            max_semantic_history,
+            len(semantic_prompt) - len(semantic_prompt) % 2,
+            int(np.floor(len(coarse_flat) / SEMANTIC_TO_COARSE_RATIO)),
+        )
+    )
     n_coarse = int(round(n_semantic * SEMANTIC_TO_COARSE_RATIO))
     semantic_hist = semantic_prompt[len(semantic_prompt) - n_semantic :]
     coarse_hist = coarse_flat[len(coarse_flat) - n_coarse :]
@@ -156,7 +159,9 @@ def coarse_histories(
 
 def coarse_steps(n_semantic: int) -> int:
     """How many coarse tokens (both codebooks) n semantic tokens become."""
-    return int(round(np.floor(n_semantic * SEMANTIC_TO_COARSE_RATIO / N_COARSE_CODEBOOKS) * N_COARSE_CODEBOOKS))
+    return int(
+        round(np.floor(n_semantic * SEMANTIC_TO_COARSE_RATIO / N_COARSE_CODEBOOKS) * N_COARSE_CODEBOOKS)
+    )
 
 
 @dataclass
@@ -192,16 +197,23 @@ def generate_coarse(
     rows: list[_CoarseRow] = []
     result: list[np.ndarray | None] = [None] * len(semantic)
     for i, (sem, hist) in enumerate(zip(semantic, histories, strict=True)):
-        sem_hist, coarse_hist = coarse_histories(*hist) if hist is not None else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64))  # fmt: skip
+        sem_hist, coarse_hist = (
+            coarse_histories(*hist) if hist is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        )
         n_steps = coarse_steps(len(sem))
         if n_steps == 0:
             result[i] = np.zeros((N_COARSE_CODEBOOKS, 0), dtype=np.int64)
             continue
-        rows.append(_CoarseRow(
-            i, np.concatenate([sem_hist, sem]).astype(np.int64), list(coarse_hist),
-            len(sem_hist), len(coarse_hist), n_steps,
-        ))  # fmt: skip
+        rows.append(
+            _CoarseRow(
+                i,
+                np.concatenate([sem_hist, sem]).astype(np.int64),
+                list(coarse_hist),
+                len(sem_hist),
+                len(coarse_hist),
+                n_steps,
+            )
+        )
     total = max((r.n_steps for r in rows), default=0)
     n_step = 0
     while rows:
@@ -246,7 +258,7 @@ def _coarse_window_steps(
     mask = valid_key[:, None, :] & causal[None]  # (B, T, S)
     # padding queries attend to themselves only, so no softmax row is empty (NaN)
     mask |= torch.eye(width, width + COARSE_WINDOW, dtype=torch.bool, device=device)[None]
-    logits = model(model.input_embeds_layer(ids), positions, cache, mask[:, None, :, :cache.length + width])
+    logits = model(model.input_embeds_layer(ids), positions, cache, mask[:, None, :, : cache.length + width])
     n_live = list(range(len(rows)))  # batch index -> index into rows
     for j in range(COARSE_WINDOW):
         n_step = n_step0 + j
@@ -259,7 +271,9 @@ def _coarse_window_steps(
                 continue
             ctl = controls[r.row]
             # each step sees only its own codebook's 1,024 logits
-            index, _ = next_token(logits[b, start : start + CODEBOOK_SIZE], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
+            index, _ = next_token(
+                logits[b, start : start + CODEBOOK_SIZE], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator
+            )
             r.coarse.append(start + index)
             tokens.append(start + index)
             keep.append(b)
@@ -274,7 +288,9 @@ def _coarse_window_steps(
         slot = cache.length
         pos = (slot - pads)[:, None]
         step_mask = valid_key[:, None, None, : slot + 1]
-        logits = model(model.input_embeds_layer(torch.tensor(tokens, device=device)[:, None]), pos, cache, step_mask)
+        logits = model(
+            model.input_embeds_layer(torch.tensor(tokens, device=device)[:, None]), pos, cache, step_mask
+        )
     return [r for r in rows if not controls[r.row].cancelled()]
 
 

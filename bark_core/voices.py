@@ -32,10 +32,20 @@ MAX_CODE_PROMPT = 2048  # the real v2 presets hold 288..1047 frames
 MAX_NPZ_BYTES = 4 * 1024 * 1024
 
 LANGUAGES = {
-    "en": "English", "de": "German", "es": "Spanish", "fr": "French", "hi": "Hindi",
-    "it": "Italian", "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese",
-    "ru": "Russian", "tr": "Turkish", "zh": "Chinese",
-}  # fmt: skip
+    "en": "English",
+    "de": "German",
+    "es": "Spanish",
+    "fr": "French",
+    "hi": "Hindi",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "tr": "Turkish",
+    "zh": "Chinese",
+}
 _LANG_RE = re.compile(r"^(?:v2/)?([a-z]{2})_speaker_\d+$")
 # Ids a user may give to an uploaded preset: no '/', '..', NUL or anything path-like.
 VOICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
@@ -61,9 +71,7 @@ def _expected_shape(key: str, shape: tuple[int, ...]) -> None:
     if len(shape) != 2 or shape[0] != rows:
         raise InvalidVoiceError(f"{key} must have shape ({rows}, T), got {shape}", param=key)
     if not 1 <= shape[1] <= MAX_CODE_PROMPT:
-        raise InvalidVoiceError(
-            f"{key} length must be in [1, {MAX_CODE_PROMPT}], got {shape[1]}", param=key
-        )
+        raise InvalidVoiceError(f"{key} length must be in [1, {MAX_CODE_PROMPT}], got {shape[1]}", param=key)
 
 
 def _check_array(key: str, value: object) -> np.ndarray:
@@ -75,9 +83,7 @@ def _check_array(key: str, value: object) -> np.ndarray:
     upper = SEMANTIC_VOCAB_SIZE if key == "semantic_prompt" else CODEBOOK_SIZE
     low, high = int(value.min()), int(value.max())
     if low < 0 or high >= upper:
-        raise InvalidVoiceError(
-            f"{key} values must be in [0, {upper}), got [{low}, {high}]", param=key
-        )
+        raise InvalidVoiceError(f"{key} values must be in [0, {upper}), got [{low}, {high}]", param=key)
     return value.astype(np.int64)
 
 
@@ -135,8 +141,7 @@ class VoicePreset:
         return cls.from_npz_bytes(Path(path).read_bytes())
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse,
-                "fine_prompt": self.fine}  # fmt: skip
+        return {"semantic_prompt": self.semantic, "coarse_prompt": self.coarse, "fine_prompt": self.fine}
 
     def to_npz_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -191,9 +196,7 @@ class VoiceLibrary:
             return cls(root, {})
         raw = json.loads(index_file.read_text(encoding="utf-8"))
         index = {
-            key: value
-            for key, value in raw.items()
-            if key != "repo_or_path" and isinstance(value, dict)
+            key: value for key, value in raw.items() if key != "repo_or_path" and isinstance(value, dict)
         }
         return cls(root, index)
 
@@ -212,7 +215,9 @@ class VoiceLibrary:
 
     def get(self, voice_id: str) -> VoicePreset:
         if voice_id not in self._index:
-            raise UnknownVoiceError(f"unknown voice {voice_id!r}; GET /voices lists them")
+            raise UnknownVoiceError(
+                f"unknown voice {voice_id!r}; `bark-tts voices` or GET /voices lists the presets"
+            )
         if voice_id not in self._cache:
             self._cache[voice_id] = self._load(voice_id)
         return self._cache[voice_id]

@@ -53,9 +53,17 @@ def original(pipeline):  # type: ignore[no-untyped-def]
 
     def gpt(ours, cls, cfg_cls, **extra):  # type: ignore[no-untyped-def]
         s = ours.shape
-        cfg = cfg_cls(block_size=s.block_size, input_vocab_size=s.input_vocab_size,
-                      output_vocab_size=s.output_vocab_size, n_layer=s.num_layers,
-                      n_head=s.num_heads, n_embd=s.hidden_size, dropout=0.0, bias=s.bias, **extra)
+        cfg = cfg_cls(
+            block_size=s.block_size,
+            input_vocab_size=s.input_vocab_size,
+            output_vocab_size=s.output_vocab_size,
+            n_layer=s.num_layers,
+            n_head=s.num_heads,
+            n_embd=s.hidden_size,
+            dropout=0.0,
+            bias=s.bias,
+            **extra,
+        )
         model = cls(cfg)
         model.load_state_dict(_to_original_names(ours.state_dict()), strict=True)
         return model.eval()
@@ -76,11 +84,18 @@ def _ours(pipeline, voice, max_duration_s):  # type: ignore[no-untyped-def]
 def _theirs(gen, history, max_duration_s):  # type: ignore[no-untyped-def]
     # greedy in the original: top_k=1 with any positive temperature; fine with temp=None
     semantic = gen.generate_text_semantic(
-        TEXT, history_prompt=history, temp=1.0, top_k=1, min_eos_p=None, silent=True,
-        max_gen_duration_s=max_duration_s, use_kv_caching=True,
+        TEXT,
+        history_prompt=history,
+        temp=1.0,
+        top_k=1,
+        min_eos_p=None,
+        silent=True,
+        max_gen_duration_s=max_duration_s,
+        use_kv_caching=True,
     )
-    coarse = gen.generate_coarse(semantic, history_prompt=history, temp=1.0, top_k=1,
-                                 silent=True, use_kv_caching=True)
+    coarse = gen.generate_coarse(
+        semantic, history_prompt=history, temp=1.0, top_k=1, silent=True, use_kv_caching=True
+    )
     fine = gen.generate_fine(coarse, history_prompt=history, temp=None)
     return semantic, coarse, fine
 

@@ -1,0 +1,44 @@
+# bark-serve: `make serve` runs the service, `make test` runs every check. Both bootstrap .venv.
+#
+# torch is installed first and on its own: here `torch==2.13.0` takes the CPU wheel on disk;
+# a GPU host sets TORCH_SPEC (or TORCH_INDEX) to pick its CUDA build. torchaudio is never
+# installed: its wheels do not load beside torch 2.13 and then break transformers' Bark import.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint typecheck demo bench soak settings-table clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PIP) install -q -e '.[dev]'
+	# the original suno-ai/bark code: the ground truth of the parity tests (its deps
+	# include encodec -> torchaudio, so it comes without them)
+	$(PIP) install -q --no-deps bark==0.1.5
+	touch $@
+
+serve: install
+	$(VENV)/bin/bark-serve
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+demo: install
+	$(VENV)/bin/bark-tts make-checkpoint artifacts/demo-checkpoint
+	$(VENV)/bin/bark-tts synthesize "Hello there. This is bark-serve." \
+		--model artifacts/demo-checkpoint --voice v2/en_speaker_6 -o artifacts/hello.wav
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts
