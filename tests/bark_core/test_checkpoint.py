@@ -71,7 +71,7 @@ def test_not_found_messages_say_what_to_set(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(ModelNotFoundError, match="no checkpoint directory"):
         resolve_checkpoint(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFoundError, match="holds no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"holds no config\.json"):
         resolve_checkpoint(str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -111,7 +111,7 @@ def test_truncated_data_is_rejected() -> None:
     data = _npz(_good())
     with pytest.raises(InvalidVoiceError):
         VoicePreset.from_npz_bytes(data[: len(data) // 2])
-    with pytest.raises(InvalidVoiceError, match="not an .npz"):
+    with pytest.raises(InvalidVoiceError, match=r"not an \.npz"):
         VoicePreset.from_npz_bytes(b"not a zip at all")
 
 
