@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bark_core.errors import InvalidVoiceError
-from bark_core.voices import LANGUAGES, VOICE_ID_RE, VoicePreset, language_of
+from bark_core.voices import LANGUAGES, PROMPT_KEYS, VOICE_ID_RE, VoicePreset, language_of
 
 from .. import voice_store
 from ..errors import Conflict, InvalidRequest, NotFound, UnknownVoice
@@ -81,7 +81,9 @@ class VoiceCatalog:
         try:
             preset = VoicePreset.from_npz_bytes(data)
         except InvalidVoiceError as exc:
-            raise InvalidRequest(str(exc), param=exc.param or "file") from exc
+            # An error about one array names it; one about the file as a whole names the field.
+            param = exc.param if exc.param in PROMPT_KEYS else "file"
+            raise InvalidRequest(str(exc), param=param) from exc
         fields = voice_store.encode(preset, "uploaded")
         key = self.keys.voice(voice_id)
         # HSETNX on the index makes "create unless it exists" atomic against a racing upload.

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import LiveServer, Workers, make_settings
 
 from app.embedded_redis import EmbeddedRedis
-
-from .harness import LiveServer, Workers, make_settings
 
 E2E_PREFIX = "e2e"
 

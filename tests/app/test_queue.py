@@ -1,0 +1,195 @@
+"""The queue's contract on a real Redis server, driven from both sides by hand.
+
+The "worker" here is the real Consumer class run step by step by the test, so delivery
+counts, reclaim, keep-alive and dead-lettering are checked without timing races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+import redis
+
+from app.errors import DeadlineExceeded, QueueFull, Unavailable
+from app.queue.client import JobQueue
+from app.queue.connection import async_client, sync_client
+from app.queue.keys import Keys
+from app.queue.messages import Event, Job
+from app.worker.consumer import Consumer
+
+
+def job(text: str = "hi", deadline_s: float = 30) -> Job:
+    now = time.time()
+    return Job(id=uuid.uuid4().hex, text=text, voice=None, voice_etag=None, params={},
+               seed=7, submitted_at=now, deadline=now + deadline_s)  # fmt: skip
+
+
+def fake_heartbeat(r: redis.Redis, keys: Keys, worker_id: str = "w0") -> None:
+    """A registered worker that consumes nothing: what a busy fleet looks like to the API."""
+    r.set(keys.worker(worker_id), json.dumps({"id": worker_id, "state": "idle", "pid": 0,
+                                              "ts": time.time()}), ex=30)  # fmt: skip
+
+
+def queue(url: str, prefix: str, queue_max: int = 4) -> JobQueue:
+    return JobQueue(async_client(url, 2.0), Keys(prefix), queue_max=queue_max, retry_after_s=3,
+                    job_ttl_s=60, heartbeat_ttl_s=5)  # fmt: skip
+
+
+def consumer(url: str, prefix: str, name: str, claim_idle_ms: int = 300) -> Consumer:
+    c = Consumer(sync_client(url, 2.0), Keys(prefix), name, claim_idle_ms=claim_idle_ms,
+                 job_ttl_s=60, stream_ttl_s=120)  # fmt: skip
+    c.ensure_group()
+    return c
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> str:
+    return f"q{uuid.uuid4().hex[:8]}"
+
+
+def test_no_live_worker_is_503(redis_url, prefix):
+    async def go():
+        q = queue(redis_url, prefix)
+        with pytest.raises(Unavailable) as info:
+            await q.submit(job())
+        assert info.value.headers["Retry-After"] == "3"
+
+    asyncio.run(go())
+
+
+def test_bounded_queue_positions_then_429(redis_url, prefix):
+    r = redis.Redis.from_url(redis_url)
+    fake_heartbeat(r, Keys(prefix))
+
+    async def go():
+        q = queue(redis_url, prefix, queue_max=3)
+        await q.ensure_group()
+        assert [await q.submit(job()) for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(QueueFull) as info:
+            await q.submit(job())
+        assert info.value.status == 429 and info.value.headers["Retry-After"] == "3"
+        # a worker taking a job frees a slot: only waiting jobs count against the bound
+        consumer(redis_url, prefix, "c1").read(1, None)
+        assert await q.submit(job()) == 2
+        stats = await q.stats()
+        assert (stats.waiting, stats.running) == (3, 1)
+
+    asyncio.run(go())
+
+
+def test_rerun_chunks_are_forwarded_once(redis_url, prefix):
+    r = redis.Redis.from_url(redis_url)
+    fake_heartbeat(r, Keys(prefix))
+    j = job()
+
+    async def go():
+        q = queue(redis_url, prefix)
+        await q.ensure_group()
+        await q.submit(j)
+        first = consumer(redis_url, prefix, "first")
+        (delivery,) = first.read(1, None)
+        first.emit(j.id, Event("started", meta={"attempt": 1}))
+        first.emit(j.id, Event("chunk", seq=0, pcm=b"\x01\x00"))
+        first.emit(j.id, Event("chunk", seq=1, pcm=b"\x02\x00"))
+        # ... the first worker dies; another reclaims the entry and starts over at seq 0
+        time.sleep(0.4)
+        second = consumer(redis_url, prefix, "second")
+        (again,) = second.reclaim(10)
+        assert again.entry_id == delivery.entry_id and again.deliveries == 2
+        second.emit(j.id, Event("started", meta={"attempt": 2}))
+        for seq, pcm in enumerate([b"\x01\x00", b"\x02\x00", b"\x03\x00"]):
+            second.emit(j.id, Event("chunk", seq=seq, pcm=pcm))
+        second.finish(again, Event("done", meta={"rtf": 0.5}))
+        events = [e async for e in q.follow(j.id, time.time() + 10)]
+        assert [(e.type, e.seq) for e in events] == [
+            ("started", -1), ("chunk", 0), ("chunk", 1), ("chunk", 2), ("done", -1)
+        ]
+        assert b"".join(e.pcm for e in events) == b"\x01\x00\x02\x00\x03\x00"
+        # settled: acked and removed from the stream
+        assert (await q.stats()).running == 0 and r.xlen(Keys(prefix).jobs) == 0
+
+    asyncio.run(go())
+
+
+def test_touch_keeps_a_long_job_from_being_stolen(redis_url, prefix):
+    r = redis.Redis.from_url(redis_url)
+    fake_heartbeat(r, Keys(prefix))
+
+    async def go():
+        q = queue(redis_url, prefix)
+        await q.ensure_group()
+        await q.submit(job())
+
+    asyncio.run(go())
+    owner = consumer(redis_url, prefix, "owner")
+    thief = consumer(redis_url, prefix, "thief")
+    (delivery,) = owner.read(1, None)
+    for _ in range(4):  # 4 x 0.15 s > the 0.3 s idle bound, but touched every 0.15 s
+        time.sleep(0.15)
+        owner.touch([delivery.entry_id])
+        assert thief.reclaim(10) == []
+    assert owner.deliveries_of(delivery.entry_id) == 1  # touching is not a redelivery
+    time.sleep(0.4)
+    assert [d.entry_id for d in thief.reclaim(10)] == [delivery.entry_id]
+
+
+def test_dead_letter_after_max_deliveries(redis_url, prefix):
+    r = redis.Redis.from_url(redis_url)
+    keys = Keys(prefix)
+    fake_heartbeat(r, keys)
+    j = job()
+
+    async def submit():
+        q = queue(redis_url, prefix)
+        await q.ensure_group()
+        await q.submit(j)
+
+    asyncio.run(submit())
+    c = consumer(redis_url, prefix, "crashy")
+    (d,) = c.read(1, None)
+    for expected in (2, 3):
+        time.sleep(0.35)
+        (d,) = c.reclaim(10)
+        assert d.deliveries == expected
+    c.dead_letter(d, "delivered 3 times")
+    assert r.xlen(keys.dead) == 1 and r.xlen(keys.jobs) == 0
+
+    async def follow():
+        q = queue(redis_url, prefix)
+        events = [e async for e in q.follow(j.id, time.time() + 5)]
+        return events
+
+    (event,) = asyncio.run(follow())
+    assert event.type == "error" and event.meta["status"] == 500
+    assert "3 times" in event.meta["message"]
+    assert r.ttl(keys.out(j.id)) > 0  # expired after the job ends
+
+
+def test_follow_times_out_at_the_deadline(redis_url, prefix):
+    r = redis.Redis.from_url(redis_url)
+    fake_heartbeat(r, Keys(prefix))
+
+    async def go():
+        q = queue(redis_url, prefix)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            async for _ in q.follow("nobody", time.time() + 0.6):
+                pass
+        assert time.monotonic() - started < 2
+
+    asyncio.run(go())
+
+
+def test_redis_down_is_503_fast():
+    async def go():
+        q = queue("redis://127.0.0.1:1", "down")
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await q.submit(job())
+        assert time.monotonic() - started < 5
+
+    asyncio.run(go())
