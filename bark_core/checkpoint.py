@@ -116,9 +116,10 @@ def load_checkpoint(root: Path) -> LoadedCheckpoint:
     from transformers import BarkModel, BertTokenizer
 
     try:
-        bark, info = BarkModel.from_pretrained(
+        loaded: Any = BarkModel.from_pretrained(
             root, output_loading_info=True, dtype=torch.float32, trust_remote_code=False
         )
+        bark, info = loaded
         tokenizer = BertTokenizer.from_pretrained(root)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot load the checkpoint in {root}: {exc}") from exc

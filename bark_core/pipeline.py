@@ -11,7 +11,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, subm
 from .constants import TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
 from .modules import CausalGPT, FineGPT, GPTShape
+from .params import GenerationParams
 from .text import normalize_whitespace, split_text
 from .types import AudioChunk, SynthesisRequest
 from .voices import VoiceLibrary, VoicePreset
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # (stage name, steps done, steps total) -> None; the CLI draws a progress bar from it
 StageProgress = Callable[[str, int, int], None]
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def check_precision(device: str, dtype: str) -> None:
@@ -57,6 +60,44 @@ class _Row:
     done: int = 0
 
 
+@dataclass
+class _Work:
+    """One row's chunk in flight through the stages of a round."""
+
+    row: _Row
+    text: str
+    semantic: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    coarse: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
+    fine: np.ndarray = field(default_factory=lambda: np.zeros((8, 0), np.int64))
+
+    @property
+    def params(self) -> GenerationParams:
+        return self.row.request.params
+
+
+def _attach(work: list[_Work], name: str, results: list[np.ndarray | None]) -> list[_Work]:
+    """Store a stage's per-row results; rows it returned None for (cancelled) drop out."""
+    kept = []
+    for w, result in zip(work, results, strict=True):
+        if result is not None:
+            setattr(w, name, result)
+            kept.append(w)
+    return kept
+
+
+def _controls(work: list[_Work], temp_of: Callable[[GenerationParams], float]) -> list[stages.RowControl]:
+    return [
+        stages.RowControl(
+            temp=temp_of(w.params),
+            top_k=w.params.top_k,
+            top_p=w.params.top_p,
+            generator=w.row.generator,
+            should_cancel=w.row.request.should_cancel,
+        )
+        for w in work
+    ]
+
+
 class BarkPipeline:
     sample_rate = 24_000
 
@@ -67,7 +108,7 @@ class BarkPipeline:
         coarse: CausalGPT,
         fine: FineGPT,
         codec: torch.nn.Module,
-        tokenizer,  # type: ignore[no-untyped-def]
+        tokenizer: Any,  # transformers.BertTokenizer
         voices: VoiceLibrary,
         model_name: str,
         device: str,
@@ -102,9 +143,10 @@ class BarkPipeline:
         torch_dtype = DTYPES[dtype]
         home = "cpu" if offload else device  # offloaded stages rest on the CPU between uses
 
-        def build(module: torch.nn.Module, source: torch.nn.Module) -> torch.nn.Module:
+        def build(module: M, source: torch.nn.Module) -> M:
             module.load_state_dict(submodel_state(source), strict=True, assign=True)
-            return module.to(device=home, dtype=torch_dtype).eval()
+            module.to(device=home, dtype=torch_dtype).eval()
+            return module
 
         fine_cfg = bark.config.fine_acoustics_config
         semantic = build(CausalGPT(GPTShape.from_config(bark.config.semantic_config)), bark.semantic)
@@ -115,7 +157,7 @@ class BarkPipeline:
             FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
             bark.fine_acoustics,
         )
-        codec = bark.codec_model.to(home).eval()
+        codec: torch.nn.Module = bark.codec_model.to(home).eval()
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)
         return cls(
@@ -161,8 +203,8 @@ class BarkPipeline:
         with self._on_device(self.codec) as codec:
             device = next(codec.parameters()).device
             codes = torch.from_numpy(fine).to(device)[:, None, :]  # (n_q, B=1, T)
-            emb = codec.quantizer.decode(codes)
-            audio = codec.decoder(emb)
+            codec_any: Any = codec  # transformers' EncodecModel
+            audio = codec_any.decoder(codec_any.quantizer.decode(codes))
         return audio.squeeze().float().cpu().numpy().astype(np.float32).reshape(-1)
 
     # ------------------------------------------------------------------ generation
@@ -184,103 +226,76 @@ class BarkPipeline:
             yield from self._round(live, progress)
 
     def _round(self, rows: list[_Row], progress: StageProgress | None) -> Iterator[AudioChunk]:
-        texts = [r.chunks[r.done] for r in rows]
-
-        def controls(temp_of: Callable[[SynthesisRequest], float]) -> list[stages.RowControl]:
-            return [
-                stages.RowControl(
-                    temp=temp_of(r.request),
-                    top_k=r.request.params.top_k,
-                    top_p=r.request.params.top_p,
-                    generator=r.generator,
-                    should_cancel=r.request.should_cancel,
-                )
-                for r in rows
-            ]
-
-        def stage_progress(name: str) -> stages.Progress | None:
-            return (lambda done, total: progress(name, done, total)) if progress else None
-
+        """Chunk `row.done` of every row through the four stages; a cancelled row drops out."""
+        work = [_Work(r, r.chunks[r.done]) for r in rows]
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        with self._on_device(self.semantic) as model:
-            semantic = stages.generate_semantic(
-                model,
-                [self.encode_text(t) for t in texts],
-                [r.voice.semantic if r.voice else None for r in rows],
-                controls(lambda q: q.params.text_temp),
-                [r.request.params.min_eos_p for r in rows],
-                [r.request.params.max_semantic_tokens for r in rows],
-                stage_progress("semantic"),
-            )
-        timings["semantic"] = time.perf_counter() - t0
-        keep = [i for i, s in enumerate(semantic) if s is not None]
-        rows, semantic = [rows[i] for i in keep], [semantic[i] for i in keep]
 
-        t0 = time.perf_counter()
-        with self._on_device(self.coarse) as model:
-            coarse = stages.generate_coarse(
-                model,
-                semantic,
-                [(r.voice.semantic, r.voice.coarse) if r.voice else None for r in rows],
-                controls(lambda q: q.params.waveform_temp),
-                stage_progress("coarse"),
-            )
-        timings["coarse"] = time.perf_counter() - t0
-        keep = [i for i, c in enumerate(coarse) if c is not None]
-        rows, semantic, coarse = (
-            [rows[i] for i in keep],
-            [semantic[i] for i in keep],
-            [coarse[i] for i in keep],
-        )
+        def run(name: str, module: torch.nn.Module, step: Callable[..., list[Any]]) -> list[Any]:
+            t0 = time.perf_counter()
+            report = (lambda done, total: progress(name, done, total)) if progress else None
+            with self._on_device(module) as model:
+                out = step(model, report)
+            timings[name] = time.perf_counter() - t0
+            return out
 
-        t0 = time.perf_counter()
-        with self._on_device(self.fine) as model:
-            fine = stages.generate_fine(
-                model,
-                coarse,
-                [r.voice.fine if r.voice else None for r in rows],
-                controls(lambda q: q.params.fine_temp),
-                stage_progress("fine"),
-            )
-        timings["fine"] = time.perf_counter() - t0
+        semantic = run("semantic", self.semantic, lambda model, report: stages.generate_semantic(
+            model,
+            [self.encode_text(w.text) for w in work],
+            [w.row.voice.semantic if w.row.voice else None for w in work],
+            _controls(work, lambda p: p.text_temp),
+            [w.params.min_eos_p for w in work],
+            [w.params.max_semantic_tokens for w in work],
+            report,
+        ))  # fmt: skip
+        work = _attach(work, "semantic", semantic)
+        coarse = run("coarse", self.coarse, lambda model, report: stages.generate_coarse(
+            model,
+            [w.semantic for w in work],
+            [(w.row.voice.semantic, w.row.voice.coarse) if w.row.voice else None for w in work],
+            _controls(work, lambda p: p.waveform_temp),
+            report,
+        ))  # fmt: skip
+        work = _attach(work, "coarse", coarse)
+        fine = run("fine", self.fine, lambda model, report: stages.generate_fine(
+            model,
+            [w.coarse for w in work],
+            [w.row.voice.fine if w.row.voice else None for w in work],
+            _controls(work, lambda p: p.fine_temp),
+            report,
+        ))  # fmt: skip
+        work = _attach(work, "fine", fine)
 
-        share = {k: v / max(1, len(rows)) for k, v in timings.items()}
-        for r, sem, co, fi in zip(rows, semantic, coarse, fine, strict=True):
-            if fi is None or _cancelled(r.request):
+        share = {k: v / max(1, len(work)) for k, v in timings.items()}
+        for w in work:
+            if _cancelled(w.row.request):
                 continue
             t0 = time.perf_counter()
-            audio = self.decode(fi)
             chunk = AudioChunk(
-                request_index=r.index,
-                chunk_index=r.done,
-                n_chunks=len(r.chunks),
-                text=r.chunks[r.done],
-                audio=audio,
-                semantic=sem,
-                coarse=co,
-                fine=fi,
+                request_index=w.row.index,
+                chunk_index=w.row.done,
+                n_chunks=len(w.row.chunks),
+                text=w.text,
+                audio=self.decode(w.fine),
+                semantic=w.semantic,
+                coarse=w.coarse,
+                fine=w.fine,
                 stage_seconds={**share, "codec": time.perf_counter() - t0},
             )
-            r.done += 1
-            if r.request.params.continuity == "rolling" and co.shape[1] > 0:
-                r.voice = chunk.as_voice()
+            w.row.done += 1
+            if w.params.continuity == "rolling" and w.coarse.shape[1] > 0:
+                w.row.voice = chunk.as_voice()
             yield chunk
 
     def synthesize(
         self,
         text: str,
         voice: VoicePreset | None = None,
-        params: object = None,
+        params: GenerationParams | None = None,
         seed: int = 0,
         progress: StageProgress | None = None,
     ) -> np.ndarray:
         """The whole audio of one text, chunks concatenated."""
-        from .params import GenerationParams
-
-        request = SynthesisRequest(
-            text, voice, params if isinstance(params, GenerationParams) else GenerationParams(), seed
-        )
+        request = SynthesisRequest(text, voice, params or GenerationParams(), seed)
         parts = [c.audio for c in self.stream([request], progress)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from .errors import InvalidTextError
 
@@ -17,7 +18,7 @@ def normalize_whitespace(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _segmenter():  # type: ignore[no-untyped-def]
+def _segmenter() -> Any:
     import pysbd  # rule-based: no data download
 
     return pysbd.Segmenter(language="en", clean=False)

@@ -145,7 +145,7 @@ class VoicePreset:
 
     def to_npz_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, **self.to_arrays())
+        np.savez(buffer, **self.to_arrays())  # type: ignore[arg-type]
         return buffer.getvalue()
 
 
@@ -166,8 +166,8 @@ def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) 
         raw = member.read(count * dtype.itemsize + 1)
     if len(raw) != count * dtype.itemsize:
         raise InvalidVoiceError(f"{key} data length does not match its header", param=key)
-    order = "F" if fortran else "C"
-    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy()
+    flat = np.frombuffer(raw, dtype=dtype)
+    return flat.reshape(shape, order="F" if fortran else "C").copy()
 
 
 @dataclass(frozen=True)
