@@ -78,3 +78,27 @@ def test_not_found_messages_say_what_to_set(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(ModelNotFoundError, match="BARK_MODEL") as err:
         resolve_checkpoint("suno/bark-small")
     assert "not in the local Hugging Face cache" in str(err.value)
+
+
+def test_hub_id_loads_from_the_hf_cache_offline(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`suno/bark-small` with HF_HUB_OFFLINE: the hub path, served from a cache in its layout."""
+    from bark_core.pipeline import BarkPipeline
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--suno--bark-small"
+    shutil.copytree(tiny_checkpoint, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hub_constants
+
+    # huggingface_hub reads its environment at import; point it at this cache for the test
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    assert resolve_checkpoint("suno/bark-small") == repo / "snapshots" / revision
+    assert resolve_checkpoint("suno/bark-small", revision=revision) == repo / "snapshots" / revision
+    pipe = BarkPipeline.load("suno/bark-small")
+    assert pipe.is_random_demo and "v2/en_speaker_6" in pipe.voices
