@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -281,3 +282,34 @@ def test_static_assets_need_no_network(served: Served) -> None:
         for text in (page.text, client.get("/static/style.css").text, client.get("/static/app.js").text):
             assert "http://" not in text and "https://" not in text
             assert "@import" not in text and "@font-face" not in text
+
+
+def test_api_key_is_asked_for_kept_and_sent(
+    browser: Chromium, make_api: Callable[..., Any], workers: Any
+) -> None:
+    """On a server with keys: a clear 401 message, then the stored key lists voices and speaks."""
+    workers.ensure(1)
+    # An API with keys on the session workers' prefix (tests/app/conftest.py's `workers`).
+    keyed = make_api(workers.env["BARK_REDIS_PREFIX"], api_keys=["sesame-123"])
+    served = Served(keyed.url, Path("/nonexistent"))
+
+    async def scenario(page: Page) -> None:
+        await page.wait_for("document.getElementById('app').dataset.voices === 'error'", 30)
+        before = await page.evaluate(
+            "({error: document.getElementById('load-error').textContent,"
+            " open: document.getElementById('settings').open})"
+        )
+        assert "needs an API key" in before["error"] and before["open"], before
+
+        await set_value(page, "#api-key", "sesame-123")
+        await wait_voices(page)
+        await page.goto(f"{keyed.url}/")  # the key survives a reload (localStorage)
+        await wait_voices(page)
+        assert await page.evaluate("document.getElementById('api-key').value") == "sesame-123"
+
+        await set_value(page, "#text", "Key test.")
+        await page.click("#speak")  # the websocket carries the key as ?api_key=
+        assert await wait_terminal(page) == "done", await _safe_state(page)
+        await page.evaluate("localStorage.clear()")
+
+    run_page(browser, served, scenario)
