@@ -41,6 +41,7 @@ class JobRun:
         self.samples = 0
         self.chunks = 0
         self.done_meta: dict[str, Any] = {}
+        self._counted = False
         self._iter: AsyncIterator[Event] | None = None
 
     @property
@@ -81,7 +82,10 @@ class JobRun:
                                     meta.get("param"))  # fmt: skip
                 yield event
         except ApiError as exc:
-            self.finished = True
+            # The job's own error, or ours while following it (deadline, client gone, Redis
+            # lost): counted once here. Only the former ended the job; close() cancels it
+            # otherwise.
+            self._counted = True
             metrics.jobs.labels(exc.type).inc()
             raise
 
@@ -97,7 +101,8 @@ class JobRun:
                 await self._iter.aclose()  # type: ignore[attr-defined]
             if not self.finished:
                 self.finished = True
-                self.state.metrics.jobs.labels(Cancelled.type).inc()
+                if not self._counted:
+                    self.state.metrics.jobs.labels(Cancelled.type).inc()
                 await self.state.queue.cancel(self.job.id)
 
     def duration_s(self) -> float:

@@ -413,6 +413,8 @@
     if (!active) {
       clearInterval(timer);
       timer = 0;
+      if (job) $("stat-elapsed").textContent = `${((performance.now() - job.t0) / 1000).toFixed(1)} s`;
+      if (!progress.hasAttribute("value")) progress.value = 0; // no longer indeterminate
       updateCount();
       finishDownload();
     }
@@ -657,7 +659,9 @@
     bindRange("waveform_temp")();
 
     keyInput.value = store.get(KEY_STORAGE) || "";
-    keyInput.addEventListener("change", () => { store.set(KEY_STORAGE, apiKey()); loadVoices(); });
+    const saveKey = () => { store.set(KEY_STORAGE, apiKey()); loadVoices(); };
+    keyInput.addEventListener("change", saveKey);
+    $("key-form").addEventListener("submit", (e) => { e.preventDefault(); saveKey(); });
     if (keyInput.value) $("settings").open = false;
     $("key-show").addEventListener("click", (e) => {
       const show = keyInput.type === "password";
@@ -676,7 +680,7 @@
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); speak(); }
     });
     form.addEventListener("submit", (e) => { e.preventDefault(); speak(); });
-    form.addEventListener("change", (e) => { if (e.target.id !== "api-key") savePrefs(); });
+    form.addEventListener("change", savePrefs);
     cancelBtn.addEventListener("click", cancel);
     replayBtn.addEventListener("click", replay);
     download.addEventListener("click", (e) => { if (!objectUrl) e.preventDefault(); });
