@@ -543,7 +543,8 @@
         $("reuse-seed").hidden = false;
         app.dataset.position = String(event.position);
         const ahead = event.position === 1 ? "1 job ahead" : `${event.position} jobs ahead`;
-        setState("queued", event.position > 0 ? `Queued: ${ahead}.` : "Queued: next up.");
+        setState("queued", event.position > 0 ? `Queued: ${ahead}, waiting for a worker.`
+          : "Queued: next in line, waiting for a worker.");
         break;
       }
       case "started":
