@@ -36,11 +36,15 @@ def spawn(
     )
 
 
-def stop(proc: subprocess.Popen[bytes], name: str, grace_s: float) -> None:
-    """SIGTERM, wait up to `grace_s`, then SIGKILL. Always reaps."""
+def stop(
+    proc: subprocess.Popen[bytes], name: str, grace_s: float, *, signalled: bool = False
+) -> None:
+    """SIGTERM (unless `signalled` already: a second one means "now"), wait up to `grace_s`,
+    then SIGKILL. Always reaps."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    if not signalled:
+        proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:

@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                     log.warning(DEMO_BANNER)
                 env = {"BARK_REDIS_URL": url, "BARK_MODEL": choice.model}
                 if settings.torch_threads is None:
-                    # N workers share the cores; oversubscribed torch threads spin and crawl.
-                    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+                    # N workers share the cores: oversubscribed torch threads spin and crawl.
+                    # The tiny demo model is all per-op overhead: one thread is ~10x faster.
+                    threads = 1 if choice.demo else max(1, (os.cpu_count() or 1) // settings.workers)
                     env["BARK_TORCH_THREADS"] = str(threads)
                 pool = WorkerPool(settings.workers, env, WORKER_GRACE_S)
                 pool.start()

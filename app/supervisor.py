@@ -64,6 +64,6 @@ class WorkerPool:
                 if proc.poll() is None:
                     proc.terminate()
             for proc in procs:
-                stop(proc, f"worker pid {proc.pid}", self.grace_s)
+                stop(proc, f"worker pid {proc.pid}", self.grace_s, signalled=True)
         if self._monitor.is_alive():
             self._monitor.join(timeout=2)

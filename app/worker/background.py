@@ -114,15 +114,15 @@ class Background(threading.Thread):
         self.active = active
         self.interval = heartbeat_interval_s
         self.tick = tick_s
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
     def run(self) -> None:
         next_beat = 0.0
-        while not self._stop.wait(self.tick):
+        while not self._halt.wait(self.tick):
             try:
                 jobs = self.active.snapshot()
                 flagged = self.consumer.cancelled([a.job_id for a in jobs])
