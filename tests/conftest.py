@@ -10,9 +10,6 @@ import pytest
 # No test may reach the hub: every model is one our checkpoint maker wrote.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_VOICES = Path(__file__).resolve().parents[2] / "shared" / "voices" / "v2"
-
-
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bark_core.maker import make_checkpoint
