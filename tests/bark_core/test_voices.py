@@ -12,7 +12,6 @@ import pytest
 from bark_core.errors import InvalidVoiceError, UnknownVoiceError
 from bark_core.voices import VoiceLibrary, VoicePreset, language_of
 
-
 # the 130 real v2 presets of suno-ai/bark, beside the repository (never copied into it)
 SHARED_VOICES = Path(__file__).resolve().parents[3] / "shared" / "voices" / "v2"
 
