@@ -90,6 +90,7 @@ class QueuedEvent(BaseModel):
 class StartedEvent(BaseModel):
     type: Literal["started"] = "started"
     worker: str | None = None
+    batch: int | None = Field(None, description="Jobs in the worker's batch with this one.")
 
 
 class ChunkEvent(BaseModel):

@@ -67,14 +67,14 @@ class BatchRunner:
         self.worker_id = worker_id
 
     def run(self, deliveries: list[Delivery]) -> None:
-        rows = [row for d in deliveries if (row := self._prepare(d)) is not None]
+        rows = [row for d in deliveries if (row := self._prepare(d, len(deliveries))) is not None]
         try:
             self._run_rows(rows)
         finally:
             for row in rows:
                 self.active.remove(row.job_id)
 
-    def _prepare(self, delivery: Delivery) -> Row | None:
+    def _prepare(self, delivery: Delivery, batch: int) -> Row | None:
         job = delivery.job
         assert job is not None
         try:
@@ -90,7 +90,7 @@ class BatchRunner:
         request = SynthesisRequest(text=job.text, voice=voice, params=params, seed=job.seed,
                                    should_cancel=active.should_cancel)  # fmt: skip
         self.consumer.emit(job.id, Event("started", meta={
-            "worker": self.worker_id, "attempt": delivery.deliveries}))  # fmt: skip
+            "worker": self.worker_id, "attempt": delivery.deliveries, "batch": batch}))  # fmt: skip
         log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
         return Row(delivery, request, active, time.perf_counter())
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import time
 import wave
 
 import av
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -191,3 +193,17 @@ def test_readyz_and_metrics(client):
                  "bark_real_time_factor_count", "bark_time_to_first_audio_seconds_count",
                  "bark_workers_live 2.0"):  # fmt: skip
         assert name in text, name
+
+
+def test_client_that_gives_up_cancels_its_job(api, client, workers):
+    very_long = LONG * 8  # ~24 chunks: many seconds of work
+    assert len(very_long) <= 4096
+    with (
+        httpx.Client(base_url=api.url, timeout=1.5) as impatient,
+        pytest.raises(httpx.TimeoutException),
+    ):
+        impatient.post("/synthesize", json={"text": very_long})
+    gave_up = time.monotonic()
+    # the API saw the disconnect and raised the job's cancel flag; the worker dropped it
+    workers.wait_idle(timeout=10)
+    assert time.monotonic() - gave_up < 3

@@ -140,7 +140,8 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
                                        seed=run.seed).model_dump_json())  # fmt: skip
         async for event in run.events(client_gone):
             if event.type == "started":
-                await ws.send_text(StartedEvent(worker=event.meta.get("worker")).model_dump_json())
+                started = StartedEvent(worker=event.meta.get("worker"), batch=event.meta.get("batch"))
+                await ws.send_text(started.model_dump_json())
             elif event.type == "chunk":
                 chunk = ChunkEvent(seq=event.seq, samples=len(event.pcm) // 2,
                                    text=str(event.meta.get("text", "")),
