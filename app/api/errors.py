@@ -41,7 +41,8 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     param = ".".join(loc) or None
     message = str(first.get("msg", "invalid value"))
     if first.get("type") == "json_invalid":
-        return InvalidRequest(f"request body is not valid JSON: {first.get('ctx', {})}")
+        reason = first.get("ctx", {}).get("error", "parse error")
+        return InvalidRequest(f"request body is not valid JSON ({reason})")
     if first.get("type") == "missing":
         message = "field required"
     extra = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""

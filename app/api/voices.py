@@ -101,6 +101,8 @@ class VoiceCatalog:
     async def delete(self, voice_id: str) -> None:
         if voice_id in (await self.builtin()).ids:
             raise Conflict(f"{voice_id!r} is a built-in preset and cannot be deleted", param="id")
+        if not VOICE_ID_RE.match(voice_id):  # never let a caller's string pick other keys
+            raise NotFound(f"no uploaded voice {voice_id!r}", param="id")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.keys.uploaded_voices, voice_id)
             pipe.delete(self.keys.voice(voice_id))

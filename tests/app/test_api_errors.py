@@ -152,3 +152,16 @@ def test_api_keys(make_api):
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", params={"api_key": "k-one"}).status_code == 200
         assert c.post("/synthesize", json={"text": "x"}).status_code == 401
+
+
+def test_cors_allow_list(make_api):
+    server = make_api(f"cors{uuid.uuid4().hex[:6]}", cors_origins=["https://ok.example"])
+    preflight = {"origin": "https://ok.example", "access-control-request-method": "POST",
+                 "access-control-request-headers": "content-type"}  # fmt: skip
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        r = c.options("/synthesize", headers=preflight)
+        assert r.headers["access-control-allow-origin"] == "https://ok.example"
+        r = c.options("/synthesize", headers={**preflight, "origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+        r = c.get("/healthz", headers={"origin": "https://ok.example"})
+        assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
