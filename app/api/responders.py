@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from starlette.requests import Request
@@ -20,10 +20,12 @@ from starlette.types import Receive, Scope, Send
 
 from ..audio import FORMATS, encode, streaming_wav_header
 from ..errors import ApiError
-from ..queue.messages import Event
+from ..queue.messages import SAMPLE_RATE, Event
 from .synthesis import JobRun
 
 log = logging.getLogger(__name__)
+
+Transform = Callable[[bytes], bytes]  # s16le PCM in, s16le PCM out (e.g. a tempo change)
 
 
 class StreamAborted(RuntimeError):
@@ -55,14 +57,18 @@ def audio_headers(run: JobRun, fmt: str) -> dict[str, str]:
     }
 
 
-async def whole_file(run: JobRun, request: Request, fmt: str) -> Response:
+async def whole_file(
+    run: JobRun, request: Request, fmt: str, transform: Transform | None = None
+) -> Response:
     try:
         pcm = await run.collect(request.is_disconnected)
     finally:
         await run.close()
+    if transform is not None:
+        pcm = await anyio.to_thread.run_sync(transform, pcm)
     body = await anyio.to_thread.run_sync(encode, pcm, fmt)
     headers = audio_headers(run, fmt)
-    headers["X-Bark-Audio-Duration"] = f"{run.duration_s():.3f}"
+    headers["X-Bark-Audio-Duration"] = f"{len(pcm) / 2 / SAMPLE_RATE:.3f}"
     return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
 
 
@@ -82,29 +88,35 @@ async def _first_audio(run: JobRun, request: Request) -> tuple[AsyncIterator[Eve
 
 
 async def _pcm_body(
-    run: JobRun, events: AsyncIterator[Event], head: list[Event]
+    run: JobRun, events: AsyncIterator[Event], head: list[Event], transform: Transform | None
 ) -> AsyncIterator[bytes]:
+    def out(pcm: bytes) -> bytes:
+        # Per text chunk: each is a sentence or more, so stretching them apart is seamless.
+        return transform(pcm) if transform is not None else pcm
+
     for event in head:
         if event.type == "chunk":
-            yield event.pcm
+            yield out(event.pcm)
     try:
         async for event in events:
             if event.type == "chunk":
-                yield event.pcm
+                yield out(event.pcm)
     except ApiError as exc:
         log.warning("aborting stream after headers: %s", exc.message,
                     extra={"job_id": run.job.id, "error_type": exc.type})  # fmt: skip
         raise StreamAborted(exc.message) from exc
 
 
-async def stream_audio(run: JobRun, request: Request, fmt: str) -> Response:
+async def stream_audio(
+    run: JobRun, request: Request, fmt: str, transform: Transform | None = None
+) -> Response:
     """Chunked PCM: `wav` gets a header with unknown (0xFFFFFFFF) sizes first."""
     events, head = await _first_audio(run, request)
 
     async def body() -> AsyncIterator[bytes]:
         if fmt == "wav":
             yield streaming_wav_header()
-        async for piece in _pcm_body(run, events, head):
+        async for piece in _pcm_body(run, events, head, transform):
             yield piece
 
     return _ClosingStream(
@@ -112,20 +124,24 @@ async def stream_audio(run: JobRun, request: Request, fmt: str) -> Response:
     )
 
 
-async def stream_sse(run: JobRun, request: Request, fmt: str) -> Response:
+async def stream_sse(
+    run: JobRun, request: Request, fmt: str, transform: Transform | None = None
+) -> Response:
     """OpenAI's stream_format=sse: speech.audio.delta events (base64 audio), then done."""
     events, head = await _first_audio(run, request)
 
     async def body() -> AsyncIterator[bytes]:
         first = True
-        async for pcm in _pcm_body(run, events, head):
+        samples = 0
+        async for pcm in _pcm_body(run, events, head, transform):
+            samples += len(pcm) // 2
             audio = (streaming_wav_header() + pcm) if (first and fmt == "wav") else pcm
             first = False
             delta = {"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()}
             yield f"data: {json.dumps(delta)}\n\n".encode()
         done = {"type": "speech.audio.done",
-                "usage": {"input_tokens": len(run.job.text), "output_tokens": run.samples,
-                          "total_tokens": len(run.job.text) + run.samples}}  # fmt: skip
+                "usage": {"input_tokens": len(run.job.text), "output_tokens": samples,
+                          "total_tokens": len(run.job.text) + samples}}  # fmt: skip
         yield f"data: {json.dumps(done)}\n\n".encode()
 
     headers = audio_headers(run, fmt)

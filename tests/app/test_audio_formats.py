@@ -57,3 +57,16 @@ def test_streaming_header_is_read_to_end_of_file():
         assert w.readframes(w.getnframes()) == pcm
     audio, sr = sf.read(io.BytesIO(blob), dtype="int16")
     assert sr == 24_000 and audio.tobytes() == pcm
+
+
+@pytest.mark.parametrize("speed", [0.25, 0.5, 1.5, 4.0])
+def test_tempo_keeps_pitch_and_scales_length(speed):
+    from app.audio import change_tempo
+
+    tone = (np.sin(np.arange(48_000) * 2 * np.pi * 440 / 24_000) * 0.5).astype(np.float32)
+    out = np.frombuffer(change_tempo(to_pcm16(tone), speed), dtype="<i2").astype(np.float32)
+    assert len(out) == pytest.approx(len(tone) / speed, rel=0.03)
+    middle = out[len(out) // 4 : 3 * len(out) // 4]
+    spectrum = np.abs(np.fft.rfft(middle))
+    peak_hz = np.argmax(spectrum) * 24_000 / len(middle)
+    assert peak_hz == pytest.approx(440, abs=5)  # a time stretch, not a resample

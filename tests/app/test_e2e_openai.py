@@ -70,8 +70,15 @@ def test_sse_stream_format(api, client):
 
 def test_sdk_errors_map_to_exceptions(oai):
     with pytest.raises(openai.UnprocessableEntityError) as info:
-        oai.audio.speech.create(model="tts-1", voice="alloy", input="x", speed=2.0)
+        oai.audio.speech.create(model="tts-1", voice="alloy", input="x", speed=5.0)
     # the SDK unwraps our {"error": {...}} body, as it does OpenAI's
     assert info.value.body["param"] == "speed" and info.value.body["code"] == 422
     with pytest.raises(openai.NotFoundError):
         oai.audio.speech.create(model="tts-1", voice="nobody", input="x")
+
+
+def test_speed_is_applied(oai):
+    data = oai.audio.speech.create(model="tts-1", voice="alloy", input="Faster.",
+                                   response_format="wav", speed=2.0).read()  # fmt: skip
+    audio, sr = sf.read(io.BytesIO(data))
+    assert sr == 24000 and len(audio) > 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ...audio import change_tempo
 from ...errors import InvalidRequest, ModelNotFound
 from ...openai_voices import OPENAI_MODELS, resolve_voice
 from ..deps import Authorized, StateDep
@@ -20,9 +22,6 @@ router = APIRouter(dependencies=[Authorized], tags=["openai"])
 
 @router.post("/v1/audio/speech", response_class=Response)
 async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Response:
-    if body.speed != 1.0:
-        # Bark has no rate control; resampling would shift the pitch. Refuse, don't fake it.
-        raise InvalidRequest("speed other than 1.0 is not supported by Bark", param="speed")
     if body.stream_format == "sse" and body.response_format not in ("pcm", "wav"):
         raise InvalidRequest("stream_format 'sse' supports response_format pcm or wav",
                              param="stream_format")  # fmt: skip
@@ -43,9 +42,11 @@ async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Resp
         seed=None,
         request_id=request_id_of(request),
     )
+    # Bark has no rate control: speed is a pitch-preserving time stretch of its output.
+    tempo = None if body.speed == 1.0 else partial(change_tempo, speed=body.speed)
     if body.stream_format == "sse":
-        return await stream_sse(run, request, body.response_format)
+        return await stream_sse(run, request, body.response_format, tempo)
     if body.response_format in ("pcm", "wav"):
         # OpenAI streams its audio; raw formats can be sent as they are decoded.
-        return await stream_audio(run, request, body.response_format)
-    return await whole_file(run, request, body.response_format)
+        return await stream_audio(run, request, body.response_format, tempo)
+    return await whole_file(run, request, body.response_format, tempo)
