@@ -46,11 +46,6 @@ HOST_PASSTHROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL")
 START_TIMEOUT_S = 120  # two workers importing torch on two cores
 REQUEST_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
-# app/worker/background.py: Background(threading.Thread) keeps an Event in `self._stop`, which
-# shadows Thread._stop(), so join() raises and bark-worker exits 1 (heartbeat not removed)
-# after draining. Everything else in this test still must pass; the exit code is marked
-# xfail only for this exact failure, and passes again once the attribute is renamed.
-KNOWN_STOP_BUG = "TypeError: 'Event' object is not callable"
 
 
 def free_port() -> int:
@@ -212,17 +207,11 @@ def test_compose_stack_serves_speech_with_two_workers(stack: Stack, tiny_checkpo
             assert rate == 24_000 and audio.ndim == 1 and len(audio) > 0
 
     # --- docker compose down: api and workers first, then redis; all exit cleanly -----------
-    known_bug = []
     for service in stack.services[1:]:
         rc = stack.stop(service)
-        if rc != 0 and KNOWN_STOP_BUG in service.log.read_text(errors="replace"):
-            known_bug.append(service.name)
-            continue
         assert rc == 0, f"{service.name} exited {rc} on SIGTERM\n{service.tail()}"
     assert api.proc.returncode == 0
     stack.stop(stack.services[0])
-    if known_bug:
-        pytest.xfail(f"{known_bug}: {KNOWN_STOP_BUG} on SIGTERM (app/worker/background.py)")
 
 
 def wait_ready(stack: Stack, http: httpx.Client) -> dict:  # type: ignore[type-arg]
