@@ -41,10 +41,22 @@ class KVCache:
         self.v = torch.empty(size, device=device, dtype=dtype)
         self.length = 0  # slots filled so far, the same for every row
 
+    @property
+    def slots(self) -> int:
+        return self.k.shape[3]
+
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Drop finished rows so later steps do not compute them."""
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
+
+    def reserve(self, slots: int) -> None:
+        """Make room for at least `slots` positions, keeping what is filled."""
+        if slots <= self.slots:
+            return
+        grow = (*self.k.shape[:3], slots - self.slots, self.k.shape[4])
+        self.k = torch.cat([self.k, self.k.new_empty(grow)], dim=3)
+        self.v = torch.cat([self.v, self.v.new_empty(grow)], dim=3)
 
 
 class SelfAttention(nn.Module):
@@ -115,8 +127,13 @@ class CausalGPT(nn.Module):
         self.layernorm_final = nn.LayerNorm(shape.hidden_size, bias=shape.bias)
         self.lm_head = nn.Linear(shape.hidden_size, shape.output_vocab_size, bias=False)
 
+    @property
+    def device(self) -> torch.device:
+        return self.position_embeds_layer.weight.device
+
     def new_cache(self, batch: int, slots: int) -> KVCache:
-        weight = self.lm_head.weight
+        # the embeddings keep the activation dtype even when the linear layers are int8
+        weight = self.position_embeds_layer.weight
         return KVCache(self.shape, batch, slots, weight.device, weight.dtype)
 
     def forward(
@@ -164,3 +181,33 @@ class FineGPT(nn.Module):
         for i, block in enumerate(self.layers):
             x = block(x, None, None, i)
         return self.lm_heads[codebook - self.n_codes_given](self.layernorm_final(x))
+
+
+# ----------------------------------------------------------------------------- CPU modes
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization of every nn.Linear (weights int8 per channel, activations
+    quantized per call); a CPU mode for fp32 models. Embeddings, LayerNorms and the KV cache
+    stay fp32. Returns the same module, changed in place."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's notice that eager quantization moves to torchao
+        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 matmuls
+    are emulated and several times slower than fp32, so fp32 (or int8) is the better CPU mode."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

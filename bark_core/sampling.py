@@ -55,3 +55,13 @@ def sample_positions(
         return torch.argmax(logits, dim=-1)
     probs = F.softmax(logits.float() / temp, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
+
+
+def greedy_rows(logits: torch.Tensor, greedy: list[bool]) -> list[int | None]:
+    """One argmax over the whole batch (one host transfer per step, not one per row) for the
+    rows decoded greedily; None for the others, which sample one by one with their generators.
+    logits: (B, V) the rows' relevant logits."""
+    if not any(greedy):
+        return [None] * len(greedy)
+    best = torch.argmax(logits, dim=-1).tolist()
+    return [b if g else None for b, g in zip(best, greedy, strict=True)]

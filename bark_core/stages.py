@@ -33,8 +33,8 @@ from .constants import (
     SEMANTIC_VOCAB_SIZE,
     TEXT_PAD_TOKEN,
 )
-from .modules import CausalGPT, FineGPT
-from .sampling import next_token, sample_positions
+from .modules import CausalGPT, FineGPT, KVCache
+from .sampling import greedy_rows, next_token, sample_positions
 
 Progress = Callable[[int, int], None]  # (steps done, steps total)
 
@@ -73,7 +73,7 @@ def generate_semantic(
     progress: Progress | None = None,
 ) -> list[np.ndarray | None]:
     """Text -> semantic tokens. None for a cancelled row."""
-    device = model.lm_head.weight.device
+    device = model.device
     B = len(text_tokens)
     text = np.stack([_pad_right(t[:MAX_TEXT_TOKENS], MAX_TEXT_TOKENS, TEXT_PAD_TOKEN) for t in text_tokens])
     hist = np.stack(
@@ -100,13 +100,19 @@ def generate_semantic(
     logits = model(prefix, positions, cache)
     for step in range(steps):
         tokens, keep = [], []
+        # 10,000 semantic ids plus the EOS id (10,000 = SEMANTIC_PAD_TOKEN) at the end
+        relevant_all = logits[:, : SEMANTIC_VOCAB_SIZE + 1]
+        greedy = greedy_rows(relevant_all, [controls[row].temp == 0.0 for row in live])
         for b, row in enumerate(live):
             ctl = controls[row]
             if ctl.cancelled():
                 continue
-            # 10,000 semantic ids plus the EOS id (10,000 = SEMANTIC_PAD_TOKEN) at the end
-            relevant = logits[b, : SEMANTIC_VOCAB_SIZE + 1]
-            index, eos_p = next_token(relevant, ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
+            if greedy[b] is not None:
+                index = greedy[b]
+                eos_p = 1.0 if index == SEMANTIC_VOCAB_SIZE else 0.0
+            else:
+                relevant = relevant_all[b]
+                index, eos_p = next_token(relevant, ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
             eos = index == SEMANTIC_VOCAB_SIZE or (min_eos_p[row] is not None and eos_p >= min_eos_p[row])
             if not eos:
                 out[row].append(index)
@@ -184,6 +190,22 @@ def _coarse_window(r: _CoarseRow, n_step: int) -> np.ndarray:
     return np.concatenate([sem, [COARSE_INFER_TOKEN], coarse])
 
 
+def window_extends(held: np.ndarray, window: np.ndarray) -> bool:
+    """True when `window` is `held` (what a row's cache holds) plus new tokens at its end: the
+    same start, so the same positions, and the cache stays exact for the new window."""
+    return len(window) > len(held) and bool(np.array_equal(window[: len(held)], held))
+
+
+@dataclass
+class _CoarseCache:
+    """The KV cache a window leaves behind, for the next window to extend when it can."""
+
+    cache: KVCache
+    pads: torch.Tensor  # (B,) left padding of each batch row
+    rows: list[int]  # the _CoarseRow.row of each batch row
+    held: list[np.ndarray]  # each batch row's tokens in the cache, padding excluded
+
+
 @torch.inference_mode()
 def generate_coarse(
     model: CausalGPT,
@@ -191,9 +213,14 @@ def generate_coarse(
     histories: Sequence[tuple[np.ndarray, np.ndarray] | None],  # (semantic_prompt, coarse_prompt)
     controls: Sequence[RowControl],
     progress: Progress | None = None,
+    reuse_cache: bool = True,
 ) -> list[np.ndarray | None]:
-    """Semantic tokens -> coarse codes (2, T) per row, in sliding windows of 60 steps."""
-    device = model.lm_head.weight.device
+    """Semantic tokens -> coarse codes (2, T) per row, in sliding windows of 60 steps.
+
+    The original prefills each window from scratch. Where a window is the previous one plus
+    the tokens just generated (same start, same positions: early windows without a long voice
+    history), the cache is kept and only the new tokens are fed (`reuse_cache`)."""
+    device = model.device
     rows: list[_CoarseRow] = []
     result: list[np.ndarray | None] = [None] * len(semantic)
     for i, (sem, hist) in enumerate(zip(semantic, histories, strict=True)):
@@ -216,12 +243,15 @@ def generate_coarse(
         )
     total = max((r.n_steps for r in rows), default=0)
     n_step = 0
+    state: _CoarseCache | None = None
     while rows:
         rows = [r for r in rows if not controls[r.row].cancelled()]
         if not rows:
             break
         windows = [_coarse_window(r, n_step) for r in rows]
-        rows = _coarse_window_steps(model, rows, windows, n_step, controls, device)
+        rows, state = _coarse_window_steps(
+            model, rows, windows, n_step, controls, device, state if reuse_cache else None
+        )
         n_step += COARSE_WINDOW
         if progress:
             progress(min(n_step, total), total)
@@ -234,6 +264,35 @@ def generate_coarse(
     return result
 
 
+def _extend_cache(
+    state: _CoarseCache | None, rows: list[_CoarseRow], windows: list[np.ndarray]
+) -> tuple[_CoarseCache, torch.Tensor] | None:
+    """The previous window's cache cut to these rows, and the (B, t) tokens still to feed, when
+    every row's window extends what its cache holds by the same number of tokens."""
+    if state is None:
+        return None
+    index = {row: b for b, row in enumerate(state.rows)}
+    if any(r.row not in index for r in rows):
+        return None
+    held = [state.held[index[r.row]] for r in rows]
+    if not all(window_extends(h, w) for h, w in zip(held, windows, strict=True)):
+        return None
+    tails = {len(w) - len(h) for h, w in zip(held, windows, strict=True)}
+    if len(tails) != 1:
+        return None
+    t = tails.pop()
+    keep = [index[r.row] for r in rows]
+    device = state.pads.device
+    if keep != list(range(len(state.rows))):
+        keep_t = torch.tensor(keep, device=device)
+        state.cache.keep_rows(keep_t)
+        state.pads = state.pads[keep_t]
+    state.rows = [r.row for r in rows]
+    state.held = held
+    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(device)
+    return state, tail
+
+
 def _coarse_window_steps(
     model: CausalGPT,
     rows: list[_CoarseRow],
@@ -241,57 +300,82 @@ def _coarse_window_steps(
     n_step0: int,
     controls: Sequence[RowControl],
     device: torch.device,
-) -> list[_CoarseRow]:
-    """One sliding window: prefill the (left-padded) windows, then up to 60 decode steps."""
-    lengths = [len(w) for w in windows]
-    width = max(lengths)
-    pads = torch.tensor([width - n for n in lengths], device=device)
-    ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for b, w in enumerate(windows):
-        ids[b, width - len(w) :] = torch.from_numpy(w)
-    cache = model.new_cache(len(rows), width + COARSE_WINDOW)
-    slots = torch.arange(width + COARSE_WINDOW, device=device)
+    previous: _CoarseCache | None = None,
+) -> tuple[list[_CoarseRow], _CoarseCache]:
+    """One sliding window: prefill the (left-padded) windows, or extend the previous window's
+    cache by what is new, then up to 60 decode steps."""
+    extended = _extend_cache(previous, rows, windows)
+    if extended is not None:
+        state, ids = extended
+        cache, pads = state.cache, state.pads
+        start = cache.length
+        cache.reserve(start + ids.shape[1] + COARSE_WINDOW)
+    else:
+        lengths = [len(w) for w in windows]
+        width = max(lengths)
+        pads = torch.tensor([width - n for n in lengths], device=device)
+        ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for b, w in enumerate(windows):
+            ids[b, width - len(w) :] = torch.from_numpy(w)
+        cache = model.new_cache(len(rows), width + COARSE_WINDOW)
+        state = _CoarseCache(cache, pads, [r.row for r in rows], [])
+        start = 0
+    padded = bool((pads > 0).any())
+    T = ids.shape[1]
+    slots = torch.arange(cache.slots, device=device)
     # each row counts positions from its own first real token, as if it were alone
-    positions = (slots[None, :width] - pads[:, None]).clamp(min=0)
-    valid_key = slots[None, :] >= pads[:, None]  # (B, S)
-    causal = slots[:width, None] >= slots[None, :]  # (T, S)
-    mask = valid_key[:, None, :] & causal[None]  # (B, T, S)
-    # padding queries attend to themselves only, so no softmax row is empty (NaN)
-    mask |= torch.eye(width, width + COARSE_WINDOW, dtype=torch.bool, device=device)[None]
-    logits = model(model.input_embeds_layer(ids), positions, cache, mask[:, None, :, : cache.length + width])
+    positions = (slots[None, start : start + T] - pads[:, None]).clamp(min=0)
+    mask = None  # no padding: plain causal attention (a prefill) or all keys (one new token)
+    if padded or (start > 0 and T > 1):
+        valid_key = slots[None, : start + T] >= pads[:, None]  # (B, S)
+        causal = slots[start : start + T, None] >= slots[None, : start + T]  # (T, S)
+        mask = valid_key[:, None, :] & causal[None]  # (B, T, S)
+        # padding queries attend to themselves only, so no softmax row is empty (NaN)
+        mask |= (slots[start : start + T, None] == slots[None, : start + T])[None]
+        mask = mask[:, None]
+    logits = model(model.input_embeds_layer(ids), positions, cache, mask)
+    held = [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)] if start else [
+        w.copy() for w in windows
+    ]
     n_live = list(range(len(rows)))  # batch index -> index into rows
     for j in range(COARSE_WINDOW):
         n_step = n_step0 + j
         is_major = n_step % N_COARSE_CODEBOOKS == 0
-        start = SEMANTIC_VOCAB_SIZE + (0 if is_major else CODEBOOK_SIZE)
+        first = SEMANTIC_VOCAB_SIZE + (0 if is_major else CODEBOOK_SIZE)
+        relevant = logits[:, first : first + CODEBOOK_SIZE]  # each step sees its codebook only
+        greedy = greedy_rows(relevant, [controls[rows[ri].row].temp == 0.0 for ri in n_live])
         tokens, keep = [], []
         for b, ri in enumerate(n_live):
             r = rows[ri]
             if n_step >= r.n_steps or controls[r.row].cancelled():
                 continue
             ctl = controls[r.row]
-            # each step sees only its own codebook's 1,024 logits
-            index, _ = next_token(
-                logits[b, start : start + CODEBOOK_SIZE], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator
-            )
-            r.coarse.append(start + index)
-            tokens.append(start + index)
+            index = greedy[b]
+            if index is None:
+                index, _ = next_token(relevant[b], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
+            r.coarse.append(first + index)
+            tokens.append(first + index)
             keep.append(b)
         if not keep or j == COARSE_WINDOW - 1:
             break
         if len(keep) < len(n_live):
             keep_t = torch.tensor(keep, device=device)
             cache.keep_rows(keep_t)
-            pads, valid_key = pads[keep_t], valid_key[keep_t]
-            positions = positions[keep_t]
+            pads = pads[keep_t]
+            held = [held[b] for b in keep]
             n_live = [n_live[b] for b in keep]
+            padded = bool((pads > 0).any())
         slot = cache.length
         pos = (slot - pads)[:, None]
-        step_mask = valid_key[:, None, None, : slot + 1]
+        step_mask = (slots[None, None, None, : slot + 1] >= pads[:, None, None, None]) if padded else None
         logits = model(
             model.input_embeds_layer(torch.tensor(tokens, device=device)[:, None]), pos, cache, step_mask
         )
-    return [r for r in rows if not controls[r.row].cancelled()]
+        held = [np.append(h, t) for h, t in zip(held, tokens, strict=True)]
+    live = [rows[ri] for ri in n_live]
+    state.pads, state.rows, state.held = pads, [r.row for r in live], held
+    state.cache = cache
+    return [r for r in rows if not controls[r.row].cancelled()], state
 
 
 # ----------------------------------------------------------------------------- fine

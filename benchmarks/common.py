@@ -1,0 +1,148 @@
+"""Shared pieces of the benchmarks: the cached checkpoints, machine facts, floors, tables.
+
+Nothing here is timed itself; it only measures the machine (bandwidth, FLOP/s) and formats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+CACHE = Path(os.environ.get("BARK_BENCH_CACHE", Path.home() / ".cache" / "bark-serve"))
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def checkpoint(size: str) -> Path:
+    """The random-weight checkpoint of `size`, made once and kept under CACHE/bench-<size>."""
+    from bark_core.maker import MARKER_FILE, make_checkpoint
+
+    path = CACHE / f"bench-{size}"
+    if not (path / MARKER_FILE).exists():
+        print(f"making the {size} random checkpoint in {path} (once)", flush=True)
+        make_checkpoint(path, size=size, seed=0)  # type: ignore[arg-type]
+    return path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine() -> dict:
+    import torch
+
+    flags = cpu_flags()
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "platform": platform.platform(),
+        "loadavg_start": os.getloadavg(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(fn: Callable[[], object], repeat: int = 5, sync: Callable[[], None] | None = None) -> float:
+    """Smallest wall time of `repeat` calls after one warm-up."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        if sync:
+            sync()
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def measure_machine(device: str = "cpu") -> dict:
+    """Memory bandwidth (decode-shaped GEMV and a streaming sum) and GEMM FLOP/s per dtype."""
+    import torch
+    import torch.nn.functional as F
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        # 96 MiB of fp32 weights, one activation row: how a decode step reads its weights
+        w = torch.randn(32768, 768, device=device)
+        x = torch.randn(1, 768, device=device)
+        t = best_of(lambda: F.linear(x, w), sync=sync)
+        out["gemv_fp32_GBps"] = w.numel() * 4 / t / 1e9
+        big = torch.randn(64 * 1024 * 1024, device=device)  # 256 MiB
+        t = best_of(big.sum, sync=sync)
+        out["stream_read_GBps"] = big.numel() * 4 / t / 1e9
+        del big
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        if device.startswith("cuda"):
+            dtypes["fp16"] = torch.float16
+        for name, dt in dtypes.items():
+            a = torch.randn(1024, 768, device=device, dtype=dt)
+            b = torch.randn(3072, 768, device=device, dtype=dt)
+            t = best_of(lambda a=a, b=b: F.linear(a, b), repeat=3, sync=sync)
+            out[f"gemm_{name}_GFLOPs"] = 2 * 1024 * 768 * 3072 / t / 1e9
+        if not device.startswith("cuda"):
+            from bark_core.modules import quantize_int8
+
+            lin = quantize_int8(torch.nn.Sequential(torch.nn.Linear(768, 3072, bias=False)))
+            a = torch.randn(1024, 768)
+            t = best_of(lambda: lin(a), repeat=3)
+            out["gemm_int8_GFLOPs"] = 2 * 1024 * 768 * 3072 / t / 1e9
+    out["bandwidth_GBps"] = max(out["gemv_fp32_GBps"], out["stream_read_GBps"])
+    return out
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A Markdown table: columns are (key, header); floats get 3 significant figures."""
+
+    def cell(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    head = "| " + " | ".join(h for _, h in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])

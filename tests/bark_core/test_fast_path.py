@@ -1,0 +1,125 @@
+"""The fast path gives the same tokens as the plain one: coarse cache reuse across windows,
+one argmax per step for greedy rows, int8 linears as a working (approximate) CPU mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bark_core import stages
+from bark_core.modules import KVCache, quantize_int8
+from bark_core.sampling import greedy_rows
+from bark_core.voices import VoicePreset
+
+
+class _Prefills:
+    """Counts the forward calls of a model that feed more than one position."""
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        self.model, self.forward, self.widths = model, model.forward, []
+
+    def __enter__(self) -> _Prefills:
+        def spy(embeds, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if embeds.shape[1] > 1:
+                self.widths.append(embeds.shape[1])
+            return self.forward(embeds, *args, **kwargs)
+
+        self.model.forward = spy
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.model.forward
+
+
+def _short_voice(rng: np.random.Generator) -> VoicePreset:
+    """A history short enough that the coarse windows keep their start for a while."""
+    return VoicePreset(
+        semantic=rng.integers(0, 10_000, 24),
+        coarse=rng.integers(0, 1024, (2, 36)),
+        fine=rng.integers(0, 1024, (8, 36)),
+    )
+
+
+def _coarse(pipeline, semantic, voices, reuse):  # type: ignore[no-untyped-def]
+    histories = [(v.semantic, v.coarse) if v is not None else None for v in voices]
+    controls = [stages.RowControl(temp=0.0) for _ in semantic]
+    with _Prefills(pipeline.coarse) as spy:
+        out = stages.generate_coarse(pipeline.coarse, semantic, histories, controls, reuse_cache=reuse)
+    return out, spy.widths
+
+
+def test_coarse_cache_reuse_gives_the_tokens_of_a_prefill_per_window(pipeline):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    semantic = [rng.integers(0, 10_000, 100)]  # 300 coarse steps: five 60-step windows
+    reused, reused_widths = _coarse(pipeline, semantic, [None], reuse=True)
+    plain, plain_widths = _coarse(pipeline, semantic, [None], reuse=False)
+    np.testing.assert_array_equal(reused[0], plain[0])
+    assert len(plain_widths) == 5
+    assert reused_widths == plain_widths[:1]  # later windows feed only their one new token
+
+
+def test_coarse_cache_reuse_in_a_padded_batch_equals_each_row_alone(pipeline):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    semantic = [rng.integers(0, 10_000, n) for n in (100, 60, 80)]
+    voices = [None, _short_voice(rng), None]  # the voiced row is longer: the others are padded
+    batch, widths = _coarse(pipeline, semantic, voices, reuse=True)
+    assert len(widths) == 1
+    plain, _ = _coarse(pipeline, semantic, voices, reuse=False)
+    for i in range(3):
+        np.testing.assert_array_equal(batch[i], plain[i])
+        [alone], _ = _coarse(pipeline, semantic[i : i + 1], voices[i : i + 1], reuse=True)
+        np.testing.assert_array_equal(batch[i], alone)
+
+
+def test_coarse_with_a_full_voice_history_prefills_every_window(pipeline):  # type: ignore[no-untyped-def]
+    voice = pipeline.voices.get("v2/en_speaker_6")
+    semantic = [np.random.default_rng(2).integers(0, 10_000, 100)]
+    reused, widths = _coarse(pipeline, semantic, [voice], reuse=True)
+    plain, _ = _coarse(pipeline, semantic, [voice], reuse=False)
+    np.testing.assert_array_equal(reused[0], plain[0])
+    assert len(widths) == 5  # the window start moves with the history: nothing to keep
+
+
+def test_window_extends() -> None:
+    held = np.array([1, 2, 3])
+    assert stages.window_extends(held, np.array([1, 2, 3, 4]))
+    assert not stages.window_extends(held, np.array([1, 2, 3]))
+    assert not stages.window_extends(held, np.array([2, 3, 4, 5]))
+
+
+def test_cache_reserve_keeps_what_is_filled() -> None:
+    from bark_core.modules import GPTShape
+
+    shape = GPTShape(64, 10, 10, 2, 2, 8, False)
+    cache = KVCache(shape, 3, 5, "cpu", torch.float32)
+    cache.k.normal_()
+    before = cache.k.clone()
+    cache.reserve(9)
+    assert cache.slots == 9
+    torch.testing.assert_close(cache.k[:, :, :, :5], before)
+    cache.reserve(4)
+    assert cache.slots == 9
+
+
+def test_greedy_rows_argmax_only_the_greedy_ones() -> None:
+    logits = torch.tensor([[0.0, 3.0, 1.0], [5.0, 0.0, 1.0], [0.0, 0.0, 2.0]])
+    assert greedy_rows(logits, [True, False, True]) == [1, None, 2]
+    assert greedy_rows(logits, [False, False, False]) == [None, None, None]
+
+
+def test_int8_models_run_every_stage(tiny_checkpoint):  # type: ignore[no-untyped-def]
+    """int8 is approximate, so only its shapes and ranges are checked; its agreement with
+    fp32 is measured by benchmarks/pipeline_bench.py."""
+    from bark_core.params import GenerationParams
+    from bark_core.pipeline import BarkPipeline
+    from bark_core.types import SynthesisRequest
+
+    pipe = BarkPipeline.load(str(tiny_checkpoint))
+    for model in (pipe.semantic, pipe.coarse, pipe.fine):
+        quantize_int8(model)
+    assert "quantized.dynamic" in type(pipe.coarse.lm_head).__module__
+    params = GenerationParams.greedy(max_duration_s=0.5)
+    [chunk] = list(pipe.stream([SynthesisRequest("Hello.", pipe.voices.get("v2/en_speaker_1"), params)]))
+    assert chunk.semantic.shape == (25,)
+    assert chunk.fine.shape[0] == 8 and chunk.fine.shape[1] == chunk.coarse.shape[1] > 0
+    assert chunk.fine.max() < 1024 and np.isfinite(chunk.audio).all()
