@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Device = Literal["cpu", "cuda", "auto"]
 Dtype = Literal["float32", "float16", "bfloat16"]
 CsvList = Annotated[list[str], NoDecode]
+WORKER_STOP_MARGIN_S = 15.0
 
 
 def _split_csv(value: object) -> object:
@@ -131,6 +132,20 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A job unclaimed for this long is taken over by another worker."
     )
     worker_id: str | None = Field(None, description="Worker id (default host-pid-random).")
+    drain_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="On SIGTERM the API answers 503 to /readyz and to new syntheses, and waits "
+        "this long for those in flight (streams and websockets included) before it stops. "
+        "Unset: request_timeout_s, the longest a synthesis may run.",
+    )
+
+    # --- testing ------------------------------------------------------------------------
+    fault_injection: bool = Field(
+        False,
+        description="TESTS ONLY. Lets workers honour fault markers in job text (e.g. crash on "
+        "every delivery). Off, no request can trigger a fault.",
+    )
 
     # --- logs ---------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -146,6 +161,17 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def api_drain_s(self) -> float:
+        """How long the API waits for in-flight syntheses on SIGTERM."""
+        return self.drain_timeout_s if self.drain_timeout_s is not None else self.request_timeout_s
+
+    @property
+    def worker_drain_s(self) -> float:
+        """How long a stopping worker may take: its job in hand runs at most until its
+        deadline (request_timeout_s after submission); the margin covers the last writes."""
+        return self.request_timeout_s + WORKER_STOP_MARGIN_S
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

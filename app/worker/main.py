@@ -16,12 +16,13 @@ import sys
 from types import FrameType
 
 from ..logs import configure_logging
-from ..model_choice import DEMO_BANNER, choose
+from ..model_choice import choose, random_weights_banner
 from ..queue.connection import sync_client
 from ..queue.keys import Keys
 from ..settings import Settings
 from .background import ActiveJobs, Heartbeat
 from .consumer import Consumer
+from .faults import Faults
 from .runner import BatchRunner
 from .voices import VoiceCache
 from .worker import Worker
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = BarkPipeline.load(choice.model, revision=settings.revision, device=device,
                              dtype=settings.dtype, offload=settings.offload)  # fmt: skip
     if pipe.is_random_demo:
-        log.warning(DEMO_BANNER)
+        log.warning(random_weights_banner(pipe.model_name))
     heartbeat.update(model=pipe.model_name, is_random_demo=pipe.is_random_demo)
     client.set(keys.builtin_voices, json.dumps({
         "model": pipe.model_name, "demo": pipe.is_random_demo,
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         stream_ttl_s=int(settings.request_timeout_s + settings.job_ttl_s),
     )
     voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
-    runner = BatchRunner(pipe, consumer, voices, ActiveJobs(), worker_id)
+    runner = BatchRunner(pipe, consumer, voices, ActiveJobs(), worker_id,
+                         Faults(settings.fault_injection))
     worker = Worker(
         consumer,
         runner,

@@ -18,9 +18,11 @@ from bark_core.params import GenerationParams
 from bark_core.types import AudioChunk, SynthesisRequest
 
 from ..errors import ApiError, Cancelled, DeadlineExceeded, GenerationFailed, from_core
+from ..queue.connection import REDIS_DOWN
 from ..queue.messages import SAMPLE_RATE, Event, to_pcm16
 from .background import ActiveJob, ActiveJobs
 from .consumer import Consumer, Delivery
+from .faults import Faults
 from .voices import VoiceCache
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,14 @@ class BatchRunner:
         voices: VoiceCache,
         active: ActiveJobs,
         worker_id: str,
+        faults: Faults | None = None,
     ) -> None:
         self.pipe = pipe
         self.consumer = consumer
         self.voices = voices
         self.active = active
         self.worker_id = worker_id
+        self.faults = faults or Faults(enabled=False)
 
     def run(self, deliveries: list[Delivery]) -> None:
         rows = [row for d in deliveries if (row := self._prepare(d, len(deliveries))) is not None]
@@ -92,14 +96,21 @@ class BatchRunner:
         self.consumer.emit(job.id, Event("started", meta={
             "worker": self.worker_id, "attempt": delivery.deliveries, "batch": batch}))  # fmt: skip
         log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
+        self.faults.on_start(job)
         return Row(delivery, request, active, time.perf_counter())
 
     def _run_rows(self, rows: list[Row]) -> None:
         if not rows:
             return
         try:
+            for row in rows:
+                self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
             for chunk in self.pipe.stream([row.request for row in rows]):
                 self._on_chunk(rows[chunk.request_index], chunk)
+        except REDIS_DOWN:
+            # Not the rows' fault, and nothing can be written: leave them pending; they are
+            # reclaimed (and re-run from seq 0) once Redis is back.
+            raise
         except Exception as exc:
             unfinished = [row for row in rows if not row.finished]
             if len(unfinished) > 1 and not isinstance(exc, BarkError):

@@ -56,10 +56,12 @@ class Worker:
                     batch: list[Delivery] = []
                     if time.monotonic() >= next_reclaim:
                         next_reclaim = time.monotonic() + self.reclaim_every_s
-                        batch += self.consumer.reclaim(self.batch_size)
-                    if len(batch) < self.batch_size and not self.stopping.is_set():
-                        block = None if batch else BLOCK_MS  # never block with work in hand
-                        batch += self.consumer.read(self.batch_size - len(batch), block)
+                        # One at a time, run alone: a re-delivered job may be the one that
+                        # killed its last worker, and must not take healthy jobs down with
+                        # it again (each crash brings them closer to the dead letter).
+                        batch = self.consumer.reclaim(1)
+                    if not batch:
+                        batch = self.consumer.read(self.batch_size, BLOCK_MS)
                     admitted = self._admit(batch)
                     if admitted:
                         self._run(admitted)
