@@ -2,8 +2,9 @@
 
     bark-serve [--host H] [--port P] [--workers N] [--model ID_OR_DIR]
 
-Ctrl-C or SIGTERM stops the API (in-flight requests drain), then the workers (each finishes
-its job in hand), then Redis. A second Ctrl-C stops at once.
+Ctrl-C or SIGTERM drains the API (503 to new syntheses and /readyz; those in flight finish,
+up to BARK_DRAIN_TIMEOUT_S), then stops the workers (each finishes its job in hand), then
+Redis. A second signal stops the API without waiting; a third exits at once.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from types import FrameType
 import uvicorn
 
 from .api.app import create_app
+from .api.drain import Drain
 from .embedded_redis import EmbeddedRedis
 from .logs import configure_logging
-from .model_choice import DEMO_BANNER, choose
+from .model_choice import choose
 from .settings import Settings
 from .supervisor import WorkerPool
 
 log = logging.getLogger("bark.serve")
-WORKER_GRACE_S = 120.0  # a worker's job in hand may take this long to finish
+# After the drain (app/api/drain.py) nothing is in flight but the last bytes of responses.
+SEND_GRACE_S = 10
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +53,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         access_log=False,
         ws_max_size=settings.max_ws_message_bytes,
         ws_ping_interval=20.0,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=SEND_GRACE_S,
         proxy_headers=False,
         server_header=False,
     )
@@ -58,11 +61,23 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises the signal after shutdown, which would kill us before we stop the
-    workers and Redis; we install our own handlers instead."""
+    workers and Redis; we install our own handlers instead. A drain, once begun, ends the
+    server when nothing is left in flight (checked on uvicorn's 0.1 s tick)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain.finished():
+            if self.drain.active > 0:
+                log.warning("drain timed out with %d synthesis(es) in flight", self.drain.active)
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     server: _Server | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # 1st: drain (503 to new work, in-flight runs finish); 2nd: stop now, letting
+        # responses being sent finish; 3rd: exit at once.
         if server is None:
             raise KeyboardInterrupt
+        if not server.drain.draining:
+            server.drain.begin(settings.api_drain_s)
+            log.info("signal %d: draining %d synthesis(es) in flight (up to %.0f s)",
+                     signum, server.drain.active, settings.api_drain_s)  # fmt: skip
+            return
         if server.should_exit:
             server.force_exit = True
         server.should_exit = True
@@ -93,21 +115,19 @@ def main(argv: list[str] | None = None) -> int:
             redis_server = EmbeddedRedis(settings.data_dir / "redis")
             url = redis_server.start()
             if settings.workers:
-                choice = choose(settings.model)
-                if choice.demo:
-                    log.warning(DEMO_BANNER)
+                choice = choose(settings.model)  # logs the demo banner when it falls back
                 env = {"BARK_REDIS_URL": url, "BARK_MODEL": choice.model}
                 if settings.torch_threads is None:
                     # N workers share the cores: oversubscribed torch threads spin and crawl.
                     # The tiny demo model is all per-op overhead: one thread is ~10x faster.
                     threads = 1 if choice.demo else max(1, (os.cpu_count() or 1) // settings.workers)
                     env["BARK_TORCH_THREADS"] = str(threads)
-                pool = WorkerPool(settings.workers, env, WORKER_GRACE_S)
+                pool = WorkerPool(settings.workers, env, settings.worker_drain_s)
                 pool.start()
         else:
             log.info("using external redis; start workers with `bark-worker`")
         app = create_app(settings, url)
-        server = _Server(uvicorn_config(app, settings))
+        server = _Server(uvicorn_config(app, settings), app.state.bark.drain)
         log.info("serving on http://%s:%d", settings.host, settings.port)
         server.run()
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from ..queue.connection import REDIS_DOWN
 from ..settings import Settings
 from . import errors
 from .middleware import BodyLimit, RequestContext
-from .routes import health, speech, synthesize, voices, ws
+from .routes import docs, health, speech, synthesize, voices, ws
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,16 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
         version="0.1.0",
         description="Bark text-to-speech over HTTP and websockets.",
         lifespan=lifespan,
+        # Served by routes.docs instead, behind the API key.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.bark = state
     errors.install(app)
-    for router in (synthesize.router, speech.router, ws.router, voices.router, health.router):
+    routers = (synthesize.router, speech.router, ws.router, voices.router, health.router,
+               docs.router)
+    for router in routers:
         app.include_router(router)
     _install_static(app, settings)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     ApiError,
@@ -18,6 +20,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -61,12 +64,35 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cls = _BY_STATUS.get(exc.status_code, InternalError)
-        err = cls(str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        err = cls(str(exc.detail), headers=headers)
         response = error_response(err)
         response.status_code = exc.status_code
         return response
+
+    for kind in (redis.ConnectionError, redis.TimeoutError):
+        # Any Redis call a handler makes without its own handling: 503, never a bare 500.
+        @app.exception_handler(kind)
+        async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+            log.warning("redis unavailable: %s", exc)
+            retry = str(request.app.state.bark.settings.retry_after_s)
+            return error_response(Unavailable("queue unavailable; retry later",
+                                              headers={"Retry-After": retry}))  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return error_response(InternalError("internal server error"))
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's 405 names only the first
+    route that matched the path (GET /voices), not POST /voices beside it."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from ..audio import AudioFormat
+from ..audio import STREAMABLE, AudioFormat
 
 MAX_TEXT_CHARS = 4096
 MAX_SEED = 2**32 - 1
+
+# The text rule below, as a JSON Schema pattern, so the published schema says exactly what the
+# validator accepts (fuzzers and clients rely on it). `_WS` is Python's str.strip() whitespace
+# (str.isspace), written out: JSON Schema's own \s is a different set.
+_WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT_PATTERN = rf"^[{_WS}]*[^{_WS}](?:[\s\S]{{0,{MAX_TEXT_CHARS - 2}}}[^{_WS}])?[{_WS}]*$"
 
 
 class Strict(BaseModel):
@@ -26,16 +32,34 @@ def _check_text(value: str) -> str:
     return value
 
 
-Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+# Below this a temperature is greedy decoding in all but name, and far below it (1e-40) the
+# float32 division by it overflows to inf and sampling fails: such values mean 0 (greedy).
+MIN_TEMPERATURE = 1e-3
+
+
+def _greedy_if_tiny(value: float) -> float:
+    return 0.0 if value < MIN_TEMPERATURE else value
+
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0), AfterValidator(_greedy_if_tiny)]
+# Declared, not enforced, by the schema: _check_text enforces it (pydantic's regex engine would
+# compile the bounded repeat into a large automaton for every request).
+TEXT_SCHEMA: dict[str, Any] = {"minLength": 1, "pattern": TEXT_PATTERN}
 
 
 class GenerationFields(Strict):
     """Sampling knobs shared by every synthesis entry point (bark_core's GenerationParams)."""
 
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Fixed seed; random if null.")
-    text_temp: Temperature = Field(0.7, description="Semantic stage temperature; 0 = greedy.")
-    waveform_temp: Temperature = Field(0.7, description="Coarse stage temperature; 0 = greedy.")
-    fine_temp: Temperature = Field(0.5, description="Fine stage temperature; 0 = greedy.")
+    text_temp: Temperature = Field(
+        0.7, description="Semantic stage temperature; 0 (or below 0.001) = greedy."
+    )
+    waveform_temp: Temperature = Field(
+        0.7, description="Coarse stage temperature; 0 (or below 0.001) = greedy."
+    )
+    fine_temp: Temperature = Field(
+        0.5, description="Fine stage temperature; 0 (or below 0.001) = greedy."
+    )
     top_k: int | None = Field(None, ge=1, le=10_000)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     min_eos_p: float | None = Field(0.2, ge=0.0, le=1.0, description="Stop once P(EOS) >= this.")
@@ -51,7 +75,14 @@ class GenerationFields(Strict):
 
 
 class SynthesizeRequest(GenerationFields):
-    text: str = Field(..., description="Text to speak, 1..4096 characters after strip.")
+    # stream=true takes only the raw formats: said in the schema too (JSON Schema if/then).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
+        "then": {"properties": {"format": {"enum": list(sorted(STREAMABLE))}}},
+    })  # fmt: skip
+
+    text: str = Field(..., description="Text to speak, 1..4096 characters after strip.",
+                      json_schema_extra=TEXT_SCHEMA)
     voice: str | None = Field(None, description="Preset id (GET /voices); null = default.")
     format: AudioFormat = Field("wav", description="Audio container/codec.")
     stream: bool = Field(False, description="Chunked transfer as each sentence is decoded.")
@@ -66,7 +97,8 @@ class SpeechRequest(Strict):
     """OpenAI's POST /v1/audio/speech body."""
 
     model: str = Field(..., min_length=1, max_length=256)
-    input: str = Field(..., description="Text, 1..4096 characters after strip.")
+    input: str = Field(..., description="Text, 1..4096 characters after strip.",
+                       json_schema_extra=TEXT_SCHEMA)
     voice: str = Field(..., min_length=1, max_length=128)
     response_format: OpenAIFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
@@ -114,6 +146,37 @@ class ErrorBody(BaseModel):
     type: str
     param: str | None
     code: int
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every route."""
+
+    error: ErrorBody
+
+
+_ERROR_WHY = {
+    400: "Malformed body (not UTF-8, broken multipart)",
+    401: "Missing or invalid API key (when keys are configured)",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    422: "Invalid request",
+    429: "Queue full (see Retry-After)",
+    500: "Generation failed",
+    503: "No live worker, queue unreachable, or shutting down (see Retry-After)",
+    504: "Deadline exceeded",
+}
+
+
+def error_responses(*codes: int, **why: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error codes, all in the one error shape."""
+    reasons = {**_ERROR_WHY, **{int(k.lstrip("_")): v for k, v in why.items()}}
+    return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
+
+
+# Every route behind the key check and the body limit can answer these.
+COMMON_ERRORS = (400, 401, 413, 422)
 
 
 class ErrorEvent(BaseModel):

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..audio import FORMATS, encode, streaming_wav_header
+from ..audio import FORMATS, STREAMABLE, encode, streaming_wav_header
 from ..errors import ApiError
 from ..queue.messages import SAMPLE_RATE, Event
 from .synthesis import JobRun
@@ -127,18 +127,29 @@ async def stream_audio(
 async def stream_sse(
     run: JobRun, request: Request, fmt: str, transform: Transform | None = None
 ) -> Response:
-    """OpenAI's stream_format=sse: speech.audio.delta events (base64 audio), then done."""
+    """OpenAI's stream_format=sse: speech.audio.delta events (base64 audio), then done.
+
+    pcm and wav deltas go out as each text chunk is decoded; other formats cannot be cut
+    into independent pieces here, so their one delta comes at the end."""
     events, head = await _first_audio(run, request)
+
+    def delta(audio: bytes) -> bytes:
+        event = {"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()}
+        return f"data: {json.dumps(event)}\n\n".encode()
 
     async def body() -> AsyncIterator[bytes]:
         first = True
         samples = 0
+        whole: list[bytes] = []
         async for pcm in _pcm_body(run, events, head, transform):
             samples += len(pcm) // 2
-            audio = (streaming_wav_header() + pcm) if (first and fmt == "wav") else pcm
+            if fmt not in STREAMABLE:
+                whole.append(pcm)  # a compressed format: one delta holding the whole file
+                continue
+            yield delta((streaming_wav_header() + pcm) if (first and fmt == "wav") else pcm)
             first = False
-            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()}
-            yield f"data: {json.dumps(delta)}\n\n".encode()
+        if fmt not in STREAMABLE:
+            yield delta(await anyio.to_thread.run_sync(encode, b"".join(whole), fmt))
         done = {"type": "speech.audio.done",
                 "usage": {"input_tokens": len(run.job.text), "output_tokens": samples,
                           "total_tokens": len(run.job.text) + samples}}  # fmt: skip

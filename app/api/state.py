@@ -11,6 +11,7 @@ from ..queue.client import JobQueue
 from ..queue.connection import async_client
 from ..queue.keys import Keys
 from ..settings import Settings
+from .drain import Drain
 from .voices import VoiceCatalog
 
 
@@ -22,6 +23,7 @@ class AppState:
     queue: JobQueue
     voices: VoiceCatalog
     metrics: Metrics
+    drain: Drain
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> AppState:
@@ -35,4 +37,4 @@ class AppState:
             job_ttl_s=settings.job_ttl_s,
             heartbeat_ttl_s=settings.heartbeat_ttl_s,
         )
-        return cls(settings, redis, keys, queue, VoiceCatalog(redis, keys), Metrics())
+        return cls(settings, redis, keys, queue, VoiceCatalog(redis, keys), Metrics(), Drain())

@@ -43,6 +43,8 @@ class JobRun:
         self.done_meta: dict[str, Any] = {}
         self._counted = False
         self._iter: AsyncIterator[Event] | None = None
+        self._open = True  # counted in state.drain until close()
+        state.drain.enter()
 
     @property
     def seed(self) -> int:
@@ -97,13 +99,18 @@ class JobRun:
     async def close(self) -> None:
         """Cancel the job unless it ended; safe to call from a cancelled task."""
         with anyio.CancelScope(shield=True):
-            if self._iter is not None:
-                await self._iter.aclose()  # type: ignore[attr-defined]
-            if not self.finished:
-                self.finished = True
-                if not self._counted:
-                    self.state.metrics.jobs.labels(Cancelled.type).inc()
-                await self.state.queue.cancel(self.job.id)
+            try:
+                if self._iter is not None:
+                    await self._iter.aclose()  # type: ignore[attr-defined]
+                if not self.finished:
+                    self.finished = True
+                    if not self._counted:
+                        self.state.metrics.jobs.labels(Cancelled.type).inc()
+                    await self.state.queue.cancel(self.job.id)
+            finally:
+                if self._open:
+                    self._open = False
+                    self.state.drain.leave()
 
     def duration_s(self) -> float:
         return self.samples / SAMPLE_RATE
@@ -131,6 +138,8 @@ async def submit(
     request_id: str,
 ) -> JobRun:
     """Validate, pin voice version and seed, and queue. Raises before anything is sent."""
+    if state.drain.draining:
+        raise state.queue.unavailable("this server is shutting down; retry")
     params = build_params(params, state.settings.max_duration_s)
     voice = voice or state.settings.default_voice
     try:

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ...errors import Unavailable
 from ...queue.connection import REDIS_DOWN
 from ..deps import Authorized, StateDep
+from ..protocol import error_responses
 from .voices import DEMO_WARNING
 
 router = APIRouter(tags=["health"])
@@ -23,8 +24,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 async def readyz(state: StateDep) -> JSONResponse:
+    if state.drain.draining:
+        raise state.queue.unavailable("shutting down: finishing the syntheses in flight")
     try:
         await state.redis.ping()
         workers = await state.queue.workers()
@@ -49,7 +52,12 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", dependencies=[Authorized])
+_PROMETHEUS: dict[int | str, dict[str, Any]] = {200: {"description": "Prometheus text exposition",
+                     "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}}
+
+
+@router.get("/metrics", dependencies=[Authorized], response_class=Response,
+            responses={**_PROMETHEUS, **error_responses(401)})  # fmt: skip
 async def metrics(state: StateDep) -> Response:
     m = state.metrics
     try:

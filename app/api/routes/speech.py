@@ -9,22 +9,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ...audio import change_tempo
-from ...errors import InvalidRequest, ModelNotFound
+from ...errors import ModelNotFound
 from ...openai_voices import OPENAI_MODELS, resolve_voice
 from ..deps import Authorized, StateDep
-from ..protocol import SpeechRequest
+from ..protocol import COMMON_ERRORS, SpeechRequest, error_responses
 from ..responders import stream_audio, stream_sse, whole_file
 from ..synthesis import request_id_of, submit
+from .synthesize import audio_content
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Authorized], tags=["openai"])
 
 
-@router.post("/v1/audio/speech", response_class=Response)
+_SPEECH: dict[int | str, dict[str, object]] = {
+    200: {"description": "The audio, or with stream_format=sse its server-sent events",
+          "content": audio_content("text/event-stream")},
+    **error_responses(*COMMON_ERRORS, 404, 429, 500, 503, 504, _404="Unknown voice or model"),
+}  # fmt: skip
+
+
+@router.post("/v1/audio/speech", response_class=Response, responses=_SPEECH)
 async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Response:
-    if body.stream_format == "sse" and body.response_format not in ("pcm", "wav"):
-        raise InvalidRequest("stream_format 'sse' supports response_format pcm or wav",
-                             param="stream_format")  # fmt: skip
     builtin = await state.voices.builtin()
     if body.model not in OPENAI_MODELS and body.model != builtin.model:
         raise ModelNotFound(
