@@ -440,7 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--contexts", default="300,900", help="cache lengths for the batching benchmark")
     ap.add_argument("--no-batching", action="store_true")
+    ap.add_argument(
+        "--threads", type=int, help="torch threads of every run (default: torch's, one per core); "
+        "1 is far steadier on a machine that others load too"
+    )
     args = ap.parse_args(argv)
+    if args.threads:
+        # read by torch at start-up in each spawned child, and set here for the parent
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
     # quiet children: no progress bars or deprecation chatter between the result lines
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
