@@ -110,7 +110,9 @@ class Block(nn.Module):
         self.mlp = MLP(shape)
         self.causal = causal
 
-    def forward(self, x, mask, cache, layer):  # type: ignore[no-untyped-def]
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None, layer: int
+    ) -> torch.Tensor:
         x = x + self.attn(self.layernorm_1(x), mask, cache, layer, self.causal)
         return x + self.mlp(self.layernorm_2(x))
 

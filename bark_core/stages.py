@@ -107,13 +107,14 @@ def generate_semantic(
             ctl = controls[row]
             if ctl.cancelled():
                 continue
-            if greedy[b] is not None:
-                index = greedy[b]
-                eos_p = 1.0 if index == SEMANTIC_VOCAB_SIZE else 0.0
+            picked = greedy[b]
+            if picked is not None:
+                index, eos_p = picked, 1.0 if picked == SEMANTIC_VOCAB_SIZE else 0.0
             else:
                 relevant = relevant_all[b]
                 index, eos_p = next_token(relevant, ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
-            eos = index == SEMANTIC_VOCAB_SIZE or (min_eos_p[row] is not None and eos_p >= min_eos_p[row])
+            threshold = min_eos_p[row]
+            eos = index == SEMANTIC_VOCAB_SIZE or (threshold is not None and eos_p >= threshold)
             if not eos:
                 out[row].append(index)
             if eos or len(out[row]) >= max_tokens[row]:
