@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class ActiveJob:
     delivery: Delivery
     cancelled: threading.Event = field(default_factory=threading.Event)
+    dropped_at: float | None = None  # epoch seconds the pipeline was first told to stop
 
     @property
     def job_id(self) -> str:
@@ -36,8 +37,12 @@ class ActiveJob:
         return self.delivery.job.id
 
     def should_cancel(self) -> bool:
+        """Asked by the pipeline between decode steps; a True drops the row there."""
         job = self.delivery.job
-        return self.cancelled.is_set() or (job is not None and time.time() > job.deadline)
+        stop = self.cancelled.is_set() or (job is not None and time.time() > job.deadline)
+        if stop and self.dropped_at is None:
+            self.dropped_at = time.time()
+        return stop
 
 
 class ActiveJobs:

@@ -106,7 +106,9 @@ class BatchRunner:
             for row in rows:
                 self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
             for chunk in self.pipe.stream([row.request for row in rows]):
-                self._on_chunk(rows[chunk.request_index], chunk)
+                if not rows[chunk.request_index].finished:  # settled early: nothing more
+                    self._on_chunk(rows[chunk.request_index], chunk)
+                self._settle_dropped(rows)
         except REDIS_DOWN:
             # Not the rows' fault, and nothing can be written: leave them pending; they are
             # reclaimed (and re-run from seq 0) once Redis is back.
@@ -130,6 +132,13 @@ class BatchRunner:
             return
         for row in rows:
             if not row.finished:
+                self._settle(row, error_event(self._why_unfinished(row)))
+
+    def _settle_dropped(self, rows: list[Row]) -> None:
+        """Rows the pipeline has dropped (cancelled, past deadline) end now, not when the rest
+        of their batch does: their queue entry and output stream are settled at once."""
+        for row in rows:
+            if not row.finished and row.active.dropped_at is not None:
                 self._settle(row, error_event(self._why_unfinished(row)))
 
     def _why_unfinished(self, row: Row) -> ApiError:
@@ -157,6 +166,8 @@ class BatchRunner:
             }))  # fmt: skip
 
     def _settle(self, row: Row, event: Event) -> None:
+        if row.active.dropped_at is not None:
+            event.meta["dropped_at"] = round(row.active.dropped_at, 4)  # for the suite's figure
         self.consumer.finish(row.delivery, event)
         row.finished = True
         outcome = event.meta.get("type", event.type)

@@ -1,0 +1,84 @@
+"""Fixtures of the reliability suite, built on tests/app's harness (real redis-server, uvicorn on
+loopback, `python -m app.worker.main` subprocesses on the tiny checkpoint).
+
+tests/app has no __init__.py on purpose, and its harness is imported as a top-level module:
+its directory is put on sys.path here so this suite also runs on its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+
+from harness import LiveServer, Workers, make_settings
+
+from app.embedded_redis import EmbeddedRedis
+
+SHARED_PREFIX = "rel"
+# Workers of this suite honour fault markers (app/worker/faults.py): only test_poison uses them.
+FAULTS = {"BARK_FAULT_INJECTION": "true"}
+
+
+@pytest.fixture(scope="session")
+def rel_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("rel-redis"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_workers(
+    rel_redis: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workers]:
+    """Two workers most tests share (each test brings its own API and settings)."""
+    pool = Workers(rel_redis, SHARED_PREFIX, tiny_checkpoint,
+                   tmp_path_factory.mktemp("rel-worker-logs"), **FAULTS)  # fmt: skip
+    pool.start(2)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def workers(shared_workers: Workers) -> Workers:
+    shared_workers.ensure(2)  # a test before may have killed some
+    return shared_workers
+
+
+@pytest.fixture
+def make_api(rel_redis: str) -> Iterator[Callable[..., LiveServer]]:
+    """An API server in a thread with its own settings; on the shared prefix by default."""
+    with ExitStack() as stack:
+
+        def make(prefix: str = SHARED_PREFIX, **overrides: Any) -> LiveServer:
+            url = overrides.pop("redis_url", rel_redis)
+            return stack.enter_context(LiveServer(make_settings(url, prefix, **overrides)))
+
+        yield make
+
+
+@pytest.fixture
+def make_workers(
+    rel_redis: str, tiny_checkpoint: Path, tmp_path: Path
+) -> Iterator[Callable[..., Workers]]:
+    """A pool of its own (prefix, env), stopped after the test."""
+    pools: list[Workers] = []
+
+    def make(prefix: str, n: int, redis_url: str | None = None, **env: str) -> Workers:
+        log_dir = tmp_path / f"workers-{len(pools)}"
+        log_dir.mkdir()
+        pool = Workers(redis_url or rel_redis, prefix, tiny_checkpoint, log_dir, **env)
+        pools.append(pool)
+        pool.start(n)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.stop()

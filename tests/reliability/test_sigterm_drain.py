@@ -1,0 +1,86 @@
+"""SIGTERM to `bark-serve` under load: the API turns not-ready and refuses new work, every
+synthesis in flight (HTTP stream or websocket) runs to its end, then everything stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from harness import REPO, free_port
+from reliability_kit import record, sentences, wait_until, ws_job
+
+IN_FLIGHT = 6  # 3 HTTP streams + 3 websockets
+
+
+def _http_stream(url: str, body: dict) -> str:
+    with httpx.Client(base_url=url, timeout=120) as http, http.stream("POST", "/synthesize", json=body) as r:
+        try:
+            data = b"".join(r.iter_bytes())
+        except httpx.HTTPError as exc:
+            return f"cut: {exc.__class__.__name__}"
+    return "done" if r.status_code == 200 and len(data) > 44 else f"status {r.status_code}"
+
+
+def test_sigterm_drains_then_stops(tmp_path: Path, tiny_checkpoint: Path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
+           "BARK_MODEL": str(tiny_checkpoint), "BARK_DATA_DIR": str(tmp_path / "data"),
+           "BARK_MAX_DURATION_S": "0.25", "BARK_TORCH_THREADS": "1", "BARK_LOG_JSON": "true",
+           "BARK_HEARTBEAT_INTERVAL_S": "0.5", "BARK_HEARTBEAT_TTL_S": "3"}  # fmt: skip
+    env.pop("BARK_REDIS_URL", None)
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--port", str(port), "--workers", "2"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    try:
+        assert wait_until(lambda: _ready(url) == 200, 120, 0.3), (tmp_path / "serve.log").read_text()[-3000:]
+        outcomes: dict[int, str] = {}
+
+        def run(i: int) -> None:
+            body = {"text": sentences(4, f"-{i}"), "seed": i}
+            if i % 2:
+                outcomes[i] = ws_job(f"ws://127.0.0.1:{port}", body, timeout=120).outcome
+            else:
+                outcomes[i] = _http_stream(url, {**body, "stream": True, "format": "wav"})
+
+        clients = [threading.Thread(target=run, args=(i,)) for i in range(IN_FLIGHT)]
+        for t in clients:
+            t.start()
+        time.sleep(1.5)  # all submitted; some audio already out
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        readyz_draining = _ready(url)
+        refused = httpx.post(f"{url}/synthesize", json={"text": "too late"}, timeout=10)
+        for t in clients:
+            t.join(120)
+        rc = proc.wait(timeout=120)
+        stopped_s = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    lost = sum(1 for o in outcomes.values() if o != "done")
+    record("sigterm_drain", in_flight=IN_FLIGHT, jobs_lost=lost, outcomes=sorted(set(outcomes.values())),
+           readyz_while_draining=readyz_draining, new_request_while_draining=refused.status_code,
+           retry_after=refused.headers.get("retry-after"), exit_code=rc,
+           sigterm_to_exit_s=round(stopped_s, 2))  # fmt: skip
+    assert len(outcomes) == IN_FLIGHT and lost == 0, outcomes
+    assert readyz_draining == 503
+    assert refused.status_code == 503 and refused.headers.get("retry-after")
+    assert rc == 0
+
+
+def _ready(url: str) -> int:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code
+    except httpx.TransportError:
+        return 0
