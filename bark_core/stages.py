@@ -335,9 +335,11 @@ def _coarse_window_steps(
         mask |= (slots[start : start + T, None] == slots[None, : start + T])[None]
         mask = mask[:, None]
     logits = model(model.input_embeds_layer(ids), positions, cache, mask)
-    held = [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)] if start else [
-        w.copy() for w in windows
-    ]
+    held = (
+        [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
+        if start
+        else [w.copy() for w in windows]
+    )
     n_live = list(range(len(rows)))  # batch index -> index into rows
     for j in range(COARSE_WINDOW):
         n_step = n_step0 + j

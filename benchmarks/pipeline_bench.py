@@ -100,9 +100,7 @@ def run_reference(ckpt: str, dtype: str, device: str, voice: str | None, n_seman
     _sync(device)
     t, c = time.perf_counter(), time.process_time()
     with torch.inference_mode():
-        audio = model.generate(
-            **inputs, semantic_max_new_tokens=n_semantic, min_eos_p=None, do_sample=False
-        )
+        audio = model.generate(**inputs, semantic_max_new_tokens=n_semantic, min_eos_p=None, do_sample=False)
     _sync(device)
     total = time.perf_counter() - t
     cpu_total = time.process_time() - c
@@ -441,8 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contexts", default="300,900", help="cache lengths for the batching benchmark")
     ap.add_argument("--no-batching", action="store_true")
     ap.add_argument(
-        "--threads", type=int, help="torch threads of every run (default: torch's, one per core); "
-        "1 is far steadier on a machine that others load too"
+        "--threads",
+        type=int,
+        help="torch threads of every run (default: torch's, one per core); "
+        "1 is far steadier on a machine that others load too",
     )
     args = ap.parse_args(argv)
     if args.threads:
@@ -461,8 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     n_semantic = max(1, round(args.seconds * 49.9))
     modes = args.modes.split(",") if args.modes else _default_modes(args.device)
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['cpu_capability']}, "
-          f"load {info['loadavg_start']}")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['cpu_capability']}, "
+        f"load {info['loadavg_start']}"
+    )
     speed = measure_machine(args.device)
     print("measured: " + ", ".join(f"{k} {v:.1f}" for k, v in speed.items()), flush=True)
 
@@ -538,8 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         "token_check": check,
         "agreement": agreement,
         "batching": batching,
-        "runs": {m: {k: v for k, v in r.items() if k not in ("semantic", "coarse", "fine")}
-                 for m, r in runs.items()},
+        "runs": {
+            m: {k: v for k, v in r.items() if k not in ("semantic", "coarse", "fine")}
+            for m, r in runs.items()
+        },
     }
     print_report(payload)
     path = write_json(f"pipeline-{args.size}-{args.device.split(':')[0]}", payload)
@@ -595,35 +599,70 @@ def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dic
 def print_report(p: dict) -> None:
     m = p["machine"]
     print(f"\n## Pipeline: {p['config']['semantic_tokens']} semantic tokens, voice {p['config']['voice']}")
-    print(f"{m['cpu']} ({m.get('gpu', 'no GPU')}), {m['cores']} cores, torch {m['torch']}, "
-          f"{m['cpu_capability']}; load at start {m['loadavg_start']}, end {p['loadavg_end']}\n")
-    print(table(p["modes"], [
-        ("mode", "mode"), ("total_s", "total s"), ("cpu_s", "CPU s"), ("rtf", "RTF"),
-        ("semantic_s", "semantic s"),
-        ("coarse_s", "coarse s"), ("fine_s", "fine s"), ("codec_s", "codec s"),
-        ("semantic_tok_s", "sem tok/s"), ("coarse_tok_s", "coarse tok/s"),
-        ("peak_rss_mib", "peak RSS MiB"), ("speedup_vs_ref_same_dtype", "x ref same dtype"),
-        ("speedup_vs_ref_fp32", "x ref fp32"), ("speedup_vs_best_ref", "x best ref"),
-        ("loadavg_before", "load"),
-    ]))
+    print(
+        f"{m['cpu']} ({m.get('gpu', 'no GPU')}), {m['cores']} cores, torch {m['torch']}, "
+        f"{m['cpu_capability']}; load at start {m['loadavg_start']}, end {p['loadavg_end']}\n"
+    )
+    print(
+        table(
+            p["modes"],
+            [
+                ("mode", "mode"),
+                ("total_s", "total s"),
+                ("cpu_s", "CPU s"),
+                ("rtf", "RTF"),
+                ("semantic_s", "semantic s"),
+                ("coarse_s", "coarse s"),
+                ("fine_s", "fine s"),
+                ("codec_s", "codec s"),
+                ("semantic_tok_s", "sem tok/s"),
+                ("coarse_tok_s", "coarse tok/s"),
+                ("peak_rss_mib", "peak RSS MiB"),
+                ("speedup_vs_ref_same_dtype", "x ref same dtype"),
+                ("speedup_vs_ref_fp32", "x ref fp32"),
+                ("speedup_vs_best_ref", "x best ref"),
+                ("loadavg_before", "load"),
+            ],
+        )
+    )
     print("\nGap to floor (measured / floor):\n")
-    print(table(p["modes"], [
-        ("mode", "mode"), ("semantic_floor_s", "semantic floor s"), ("semantic_x_floor", "x"),
-        ("coarse_floor_s", "coarse floor s"), ("coarse_x_floor", "x"),
-        ("fine_floor_s", "fine floor s"), ("fine_x_floor", "x"),
-    ]))
+    print(
+        table(
+            p["modes"],
+            [
+                ("mode", "mode"),
+                ("semantic_floor_s", "semantic floor s"),
+                ("semantic_x_floor", "x"),
+                ("coarse_floor_s", "coarse floor s"),
+                ("coarse_x_floor", "x"),
+                ("fine_floor_s", "fine floor s"),
+                ("fine_x_floor", "x"),
+            ],
+        )
+    )
     if p["token_check"]:
         print(f"\nTokens, bark_core fp32 vs transformers fp32: {p['token_check']}")
     if p["agreement"]:
         print("\nTeacher-forced top-1 agreement with fp32:\n")
         rows = [{"mode": k, **v} for k, v in p["agreement"].items() if k.startswith("core-")]
-        print(table(rows, [("mode", "mode"), ("semantic", "semantic"), ("coarse", "coarse"),
-                           ("fine", "fine")]))
+        print(
+            table(rows, [("mode", "mode"), ("semantic", "semantic"), ("coarse", "coarse"), ("fine", "fine")])
+        )
     if p["batching"]:
         print("\nDecode step of the coarse GPT, batch against batch 1:\n")
-        print(table(p["batching"], [("dtype", "dtype"), ("context", "cache length"), ("batch", "batch"),
-                                    ("ms_per_step", "ms/step"), ("tokens_per_s", "tokens/s"),
-                                    ("vs_batch_1", "x batch 1")]))
+        print(
+            table(
+                p["batching"],
+                [
+                    ("dtype", "dtype"),
+                    ("context", "cache length"),
+                    ("batch", "batch"),
+                    ("ms_per_step", "ms/step"),
+                    ("tokens_per_s", "tokens/s"),
+                    ("vs_batch_1", "x batch 1"),
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":
