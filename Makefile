@@ -40,5 +40,12 @@ demo: install
 	$(VENV)/bin/bark-tts synthesize "Hello there. This is bark-serve." \
 		--model artifacts/demo-checkpoint --voice v2/en_speaker_6 -o artifacts/hello.wav
 
+# Timings, not tests: transformers vs bark_core on the bark-small-shaped random checkpoint,
+# then the service at 1/4/8/16 concurrent requests. JSON lands in benchmarks/results/.
+bench: install
+	$(PY) -m benchmarks.pipeline_bench
+	$(PY) -m benchmarks.service_bench --size tiny --overhead
+	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 0.5
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

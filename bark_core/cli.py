@@ -58,7 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     syn.add_argument("--continuity", choices=["fixed", "rolling"], default="fixed")
     syn.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    syn.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    syn.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16", "int8", "auto"],
+        default="float32",
+        help="int8: CPU, dynamic int8 linear layers; auto: fp16 on CUDA, bf16 on CPUs with native "
+        "bf16, else fp32",
+    )
     syn.add_argument("--offload", action="store_true", help="CUDA: keep idle stages on the CPU")
     syn.add_argument(
         "--save-voice",

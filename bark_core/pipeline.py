@@ -21,7 +21,7 @@ from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
 from .constants import TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
-from .modules import CausalGPT, FineGPT, GPTShape
+from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, quantize_int8
 from .params import GenerationParams
 from .text import normalize_whitespace, split_text
 from .types import AudioChunk, SynthesisRequest
@@ -30,15 +30,27 @@ from .voices import VoiceLibrary, VoicePreset
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Precisions a caller may name: a torch dtype, `int8` (CPU: fp32 activations, dynamic int8
+# linear layers) or `auto` (resolved by `resolve_precision`).
+PRECISIONS = (*DTYPES, "int8", "auto")
 # (stage name, steps done, steps total) -> None; the CLI draws a progress bar from it
 StageProgress = Callable[[str, int, int], None]
 M = TypeVar("M", bound=torch.nn.Module)
 
 
+def resolve_precision(device: str, dtype: str) -> str:
+    """`auto`: fp16 on CUDA; on CPU bf16 where it is native (AVX512-BF16, AMX), else fp32."""
+    if dtype != "auto":
+        return dtype
+    if torch.device(device).type == "cuda":
+        return "float16"
+    return "bfloat16" if cpu_has_fast_bf16() else "float32"
+
+
 def check_precision(device: str, dtype: str) -> None:
-    """fp32 or bf16 on CPU; fp16 or bf16 (or fp32) on CUDA."""
-    if dtype not in DTYPES:
-        raise InvalidParameterError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}", param="dtype")
+    """fp32, bf16 or int8 on CPU; fp16, bf16 or fp32 on CUDA."""
+    if dtype not in PRECISIONS:
+        raise InvalidParameterError(f"dtype must be one of {list(PRECISIONS)}, got {dtype!r}", param="dtype")
     kind = torch.device(device).type
     if kind not in ("cpu", "cuda"):
         raise InvalidParameterError(f"device must be cpu or cuda, got {device!r}", param="device")
@@ -46,6 +58,8 @@ def check_precision(device: str, dtype: str) -> None:
         raise InvalidParameterError("device cuda asked for, but no CUDA GPU is visible", param="device")
     if kind == "cpu" and dtype == "float16":
         raise InvalidParameterError("float16 is not supported on CPU; use bfloat16 or float32", param="dtype")
+    if kind == "cuda" and dtype == "int8":
+        raise InvalidParameterError("int8 is a CPU mode; use float16 or bfloat16 on CUDA", param="dtype")
 
 
 @dataclass
@@ -137,15 +151,18 @@ class BarkPipeline:
     ) -> BarkPipeline:
         """Load a hub id or checkpoint directory onto `device` in `dtype` (EnCodec stays fp32)."""
         check_precision(device, dtype)
+        dtype = resolve_precision(device, dtype)
         root = resolve_checkpoint(model, revision)
         ckpt = load_checkpoint(root)
         bark = ckpt.bark
-        torch_dtype = DTYPES[dtype]
+        torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
         home = "cpu" if offload else device  # offloaded stages rest on the CPU between uses
 
         def build(module: M, source: torch.nn.Module) -> M:
             module.load_state_dict(submodel_state(source), strict=True, assign=True)
             module.to(device=home, dtype=torch_dtype).eval()
+            if dtype == "int8":
+                quantize_int8(module)
             return module
 
         fine_cfg = bark.config.fine_acoustics_config

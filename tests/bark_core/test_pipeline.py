@@ -109,7 +109,7 @@ def test_bad_inputs_give_clear_errors(pipeline: BarkPipeline) -> None:
     with pytest.raises(InvalidParameterError, match="float16 is not supported on CPU"):
         check_precision("cpu", "float16")
     with pytest.raises(InvalidParameterError, match="dtype must be one of"):
-        check_precision("cpu", "int8")
+        check_precision("cpu", "int4")
     with pytest.raises(InvalidTextError, match="empty"):
         list(pipeline.stream([SynthesisRequest(" \n\t ")]))
     for kwargs in [
@@ -130,3 +130,15 @@ def test_max_duration_caps_semantic_tokens() -> None:
     assert GenerationParams(max_duration_s=2.0).max_semantic_tokens == 100  # round(2 * 49.9)
     assert GenerationParams(max_duration_s=100).max_semantic_tokens == 768
     assert GenerationParams().max_semantic_tokens == 768
+
+
+def test_int8_and_auto_precisions(tiny_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    from bark_core.modules import cpu_has_fast_bf16
+
+    pipe = BarkPipeline.load(str(tiny_checkpoint), dtype="int8")
+    assert pipe.dtype == "int8"
+    assert "quantized" in type(pipe.coarse.layers[0].mlp.in_proj).__module__
+    audio = pipe.synthesize("Hello.", None, GenerationParams(max_duration_s=0.4))
+    assert len(audio) > 0 and np.isfinite(audio).all()
+    auto = BarkPipeline.load(str(tiny_checkpoint), dtype="auto")
+    assert auto.dtype == ("bfloat16" if cpu_has_fast_bf16() else "float32")
