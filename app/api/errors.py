@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -91,8 +93,18 @@ def _allowed_methods(request: Request) -> str:
     """Every method some route serves at this path: Starlette's 405 names only the first
     route that matched the path (GET /voices), not POST /voices beside it."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in flat_routes(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return ", ".join(sorted(methods))
+
+
+def flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, with included routers opened (FastAPI keeps them as one entry each)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from flat_routes(inner.routes)
+        else:
+            yield route

@@ -143,3 +143,24 @@ class Background(threading.Thread):
                 log.warning("background redis call failed: %s", exc)
             except Exception:  # never let the keep-alive thread die silently
                 log.exception("background tick failed")
+
+
+class LoadingBeat(threading.Thread):
+    """Beats `state=loading` while the model loads (torch import and weights take seconds to
+    minutes). The API counts a loading worker as alive: jobs wait for it rather than fail with
+    "no live worker" while every worker restarts at once (say, after a poison job)."""
+
+    def __init__(self, heartbeat: Heartbeat, interval_s: float) -> None:
+        super().__init__(name="bark-worker-loading", daemon=True)
+        self.heartbeat = heartbeat
+        self.interval = interval_s
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.heartbeat.beat()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)

@@ -20,7 +20,7 @@ from ..model_choice import choose, random_weights_banner
 from ..queue.connection import sync_client
 from ..queue.keys import Keys
 from ..settings import Settings
-from .background import ActiveJobs, Heartbeat
+from .background import ActiveJobs, Heartbeat, LoadingBeat
 from .consumer import Consumer
 from .faults import Faults
 from .runner import BatchRunner
@@ -67,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     keys = Keys(settings.redis_prefix)
     client = sync_client(settings.redis_url, settings.redis_timeout_s)
     heartbeat = Heartbeat(client, keys, worker_id, settings.heartbeat_ttl_s)
+    loading = LoadingBeat(heartbeat, settings.heartbeat_interval_s)
     worker: Worker | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if worker is None or worker.stopping.is_set():
+            loading.stop()
             heartbeat.remove()
             raise SystemExit(128 + signum)  # still loading, or asked twice: go now
         log.info("signal %s: finishing the job(s) in hand, then exiting", signum)
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    heartbeat.update(state="loading")
+    loading.start()
 
     choice = choose(settings.model)
     import torch
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_interval_s=settings.heartbeat_interval_s,
         claim_idle_s=settings.claim_idle_s,
     )
+    loading.stop()  # from here the worker's Background thread beats
     log.info("worker ready", extra={"worker_id": worker_id, "model": pipe.model_name,
                                     "device": device, "dtype": settings.dtype})  # fmt: skip
     worker.run()
