@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Device = Literal["cpu", "cuda", "auto"]
-Dtype = Literal["float32", "float16", "bfloat16"]
+Dtype = Literal["float32", "float16", "bfloat16", "int8", "auto"]
 CsvList = Annotated[list[str], NoDecode]
 WORKER_STOP_MARGIN_S = 15.0
 
@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     )
     revision: str | None = Field(None, description="Hub revision (commit) to pin.")
     device: Device = Field("auto", description="Torch device of the workers; auto picks cuda if present.")
-    dtype: Dtype = Field("float32", description="Weights/compute dtype of the workers.")
+    dtype: Dtype = Field(
+        "float32",
+        description="Weights/compute precision of the workers: float32, bfloat16 or int8 (dynamic "
+        "int8 linears) on CPU; float16, bfloat16 or float32 on CUDA; auto: float16 on CUDA, "
+        "bfloat16 on CPUs with native bf16, else float32.",
+    )
     offload: bool = Field(False, description="CUDA only: keep idle stages on the CPU.")
     workers: int = Field(
         1, ge=0, le=64, description="Worker processes `bark-serve` starts with an embedded Redis."

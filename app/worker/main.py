@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="hub id or checkpoint directory (BARK_MODEL)")
     parser.add_argument("--redis-url", help="Redis URL (BARK_REDIS_URL)")
     parser.add_argument("--device", help="cpu, cuda or auto (BARK_DEVICE)")
-    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (BARK_DTYPE)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16, int8 or auto (BARK_DTYPE)")
     parser.add_argument("--batch-size", type=int, help="jobs per batch (BARK_BATCH_SIZE)")
     return parser.parse_args(argv)
 
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                              dtype=settings.dtype, offload=settings.offload)  # fmt: skip
     if pipe.is_random_demo:
         log.warning(random_weights_banner(pipe.model_name))
-    heartbeat.update(model=pipe.model_name, is_random_demo=pipe.is_random_demo)
+    # `auto` is resolved by the pipeline: publish what it chose
+    heartbeat.update(model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo)
     client.set(keys.builtin_voices, json.dumps({
         "model": pipe.model_name, "demo": pipe.is_random_demo,
         "ids": [v.id for v in pipe.voices.list()],
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     loading.stop()  # from here the worker's Background thread beats
     log.info("worker ready", extra={"worker_id": worker_id, "model": pipe.model_name,
-                                    "device": device, "dtype": settings.dtype})  # fmt: skip
+                                    "device": device, "dtype": pipe.dtype})  # fmt: skip
     worker.run()
     return 0
 
