@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,7 +36,11 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
         except REDIS_DOWN as exc:
             # Start anyway: requests answer 503 until Redis is back.
             log.warning("redis unreachable at start-up: %s", exc)
+        resender = asyncio.create_task(state.queue.resend_cancels())
         yield
+        resender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await resender
         await state.redis.aclose()
 
     app = FastAPI(

@@ -106,7 +106,7 @@ class JobRun:
                     self.finished = True
                     if not self._counted:
                         self.state.metrics.jobs.labels(Cancelled.type).inc()
-                    await self.state.queue.cancel(self.job.id)
+                    await self.state.queue.cancel(self.job.id, until=self.job.deadline)
             finally:
                 if self._open:
                     self._open = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -30,6 +31,9 @@ return waiting
 """
 
 
+MAX_UNSENT_CANCELS = 10_000  # bound on what an outage can make the API remember
+
+
 @dataclass(frozen=True)
 class QueueStats:
     waiting: int
@@ -55,6 +59,9 @@ class JobQueue:
         self.job_ttl_s = job_ttl_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self._submit = redis.register_script(_SUBMIT_LUA)
+        # Cancels Redis was down for: job id -> when it stops mattering (the job's deadline).
+        # Without them a job whose client left during an outage runs for nobody afterwards.
+        self._unsent_cancels: dict[str, float] = {}
 
     def unavailable(self, message: str) -> Unavailable:
         return Unavailable(message, headers={"Retry-After": str(self.retry_after_s)})
@@ -113,11 +120,33 @@ class JobQueue:
             await self.ensure_group()  # Redis restarted without persistence
             return int(await self._submit(keys=[self.keys.jobs], args=args))
 
-    async def cancel(self, job_id: str) -> None:
-        """Raise the job's cancel flag; the worker drops it within one decode step."""
-        # Redis down: nothing to cancel against; the job's deadline still bounds it.
-        with contextlib.suppress(*REDIS_DOWN):
+    async def cancel(self, job_id: str, until: float | None = None) -> None:
+        """Raise the job's cancel flag; the worker drops it within one decode step.
+
+        With Redis down the flag is kept and sent once Redis is back (`resend_cancels`), until
+        `until` (the job's deadline, epoch seconds) passes."""
+        try:
             await self.redis.set(self.keys.cancel(job_id), b"1", ex=self.job_ttl_s + 3600)
+        except REDIS_DOWN:
+            if len(self._unsent_cancels) < MAX_UNSENT_CANCELS:
+                self._unsent_cancels[job_id] = until or time.time() + self.job_ttl_s
+
+    async def resend_cancels(self, every_s: float = 1.0) -> None:
+        """Runs for the app's lifetime: sends the cancels an outage held back."""
+        while True:
+            await asyncio.sleep(every_s)
+            now = time.time()
+            pending = {j: t for j, t in self._unsent_cancels.items() if t > now}
+            if not pending:
+                self._unsent_cancels.clear()
+                continue
+            with contextlib.suppress(*REDIS_DOWN):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for job_id in pending:
+                        pipe.set(self.keys.cancel(job_id), b"1", ex=self.job_ttl_s + 3600)
+                    await pipe.execute()
+                for job_id in pending:
+                    self._unsent_cancels.pop(job_id, None)
 
     async def stats(self) -> QueueStats:
         try:

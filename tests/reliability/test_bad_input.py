@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from app.api.errors import flat_routes
 
 HERE = Path(__file__).resolve().parent
-FUZZ_SECONDS = 90  # schemathesis's whole run (coverage, fuzzing, stateful phases)
+FUZZ_SECONDS = 60  # schemathesis's whole run (coverage, fuzzing, stateful phases)
 FUZZ_SEED = int(os.environ.get("BARK_FUZZ_SEED", "2"))
 
 

@@ -98,6 +98,12 @@ def _run(server, make_api, make_workers):
     lost_durable = sum(1 for r in durable if not ended(r))
     lost_late = sum(1 for r in late if not ended(r))
     after = [r for s, r in results if s > back_at]  # submitted once Redis answered again
+    # Their clients are gone: the API re-sends the cancels the outage held back, so workers
+    # drop these jobs rather than run them for nobody.
+    orphans_cancelled = sum(
+        1 for r in unfinished
+        if any(e.terminal and e.meta.get("type") == "cancelled"
+               for _, e in out_events(pool.redis, pool.keys, r.job_id)))  # fmt: skip
 
     record("redis_restart", jobs=len(results), in_flight_at_kill=len(in_flight),
            in_flight_outcomes=outcomes_in_flight,
@@ -106,7 +112,7 @@ def _run(server, make_api, make_workers):
            first_synthesis_after_restart_s=round(first_ok_s or -1, 2),
            acknowledged_unfinished=len(unfinished),
            acknowledged_lost=lost_durable, acknowledged_in_last_fsync_window=len(late),
-           lost_in_last_fsync_window=lost_late,
+           lost_in_last_fsync_window=lost_late, orphans_cancelled=orphans_cancelled,
            jobs_after_recovery=len(after),
            done_after_recovery=sum(1 for r in after if r.outcome == "done"))  # fmt: skip
     assert not hung

@@ -30,7 +30,7 @@ def test_sigkill_under_load_loses_and_repeats_nothing(make_api, make_workers):
     # Many deliveries allowed: here a job is never poison, its workers just keep being shot.
     pool = make_workers(prefix, N_WORKERS, BARK_MAX_DELIVERIES="20")
     api = make_api(prefix, queue_max=N_JOBS)
-    bodies = [{"text": sentences(1 + i % 3, f"-{i}"), "seed": 1000 + i} for i in range(N_JOBS)]
+    bodies = [{"text": sentences(1 + i % 2, f"-{i}"), "seed": 1000 + i} for i in range(N_JOBS)]
 
     restarter = Restarter(pool, N_WORKERS, max_restarts=40)
     restarter.start()
