@@ -47,5 +47,9 @@ bench: install
 	$(PY) -m benchmarks.service_bench --size tiny --overhead
 	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 0.5
 
+# Mixed load for a set time (not in CI): RSS drift of the API and workers, Redis memory growth.
+soak: install
+	$(PY) tests/reliability/soak.py --duration 300
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts
