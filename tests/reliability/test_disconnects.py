@@ -20,7 +20,7 @@ LEAVERS = {3: "http", 13: "ws"}  # 10% of the streams leave after their first au
 CONCURRENCY = 5
 # The worker polls flags every 0.1 s and the pipeline asks between decode steps: a drop
 # should follow its flag by ~0.1 s plus one step. The bound is generous for 2 busy cores.
-FLAG_TO_DROP_S = 0.5
+FLAG_TO_DROP_S = 1.0
 
 
 def _stay(url: str, i: int) -> str:

@@ -21,7 +21,7 @@ from reliability_kit import (
 
 N_JOBS = 30
 N_WORKERS = 3
-KILL_EVERY_S = 3.0
+KILL_EVERY_S = 2.0
 CHAOS_LIMIT_S = 150  # bound on the whole loaded phase
 
 
