@@ -9,6 +9,7 @@ from .constants import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ
 from .errors import InvalidParameterError
 
 Continuity = Literal["fixed", "rolling"]
+GREEDY_BELOW = 1e-3  # temperatures below this are greedy argmax
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class GenerationParams:
             value = getattr(self, name)
             if not 0.0 <= value <= 2.0:
                 raise InvalidParameterError(f"{name} must be in [0, 2], got {value}", param=name)
+            if value < GREEDY_BELOW:
+                # logits / 3e-208 overflow to inf and softmax gives NaN (a fuzzer found it)
+                object.__setattr__(self, name, 0.0)
         if self.top_k is not None and self.top_k < 1:
             raise InvalidParameterError(f"top_k must be >= 1, got {self.top_k}", param="top_k")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:

@@ -142,3 +142,8 @@ def test_int8_and_auto_precisions(tiny_checkpoint) -> None:  # type: ignore[no-u
     assert len(audio) > 0 and np.isfinite(audio).all()
     auto = BarkPipeline.load(str(tiny_checkpoint), dtype="auto")
     assert auto.dtype == ("bfloat16" if cpu_has_fast_bf16() else "float32")
+
+
+def test_tiny_temperatures_mean_greedy() -> None:
+    params = GenerationParams(text_temp=3e-208, waveform_temp=1e-4, fine_temp=0.5)
+    assert (params.text_temp, params.waveform_temp, params.fine_temp) == (0.0, 0.0, 0.5)
