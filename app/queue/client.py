@@ -81,10 +81,14 @@ class JobQueue:
 
     async def workers(self) -> list[dict[str, Any]]:
         """Heartbeats of live workers (a dead worker's key has expired)."""
-        names = [name async for name in self.redis.scan_iter(self.keys.worker_pattern, count=200)]
-        if not names:
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(self.keys.workers_live, "-inf", now)  # expired: forget them
+            pipe.zrangebyscore(self.keys.workers_live, now, "+inf")
+            _, ids = await pipe.execute()
+        if not ids:
             return []
-        values = await self.redis.mget(names)
+        values = await self.redis.mget([self.keys.worker(i.decode()) for i in ids])
         out = []
         for raw in values:
             if raw is None:

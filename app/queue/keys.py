@@ -5,6 +5,7 @@
   {p}:job:{id}:out          per-job output stream: started / chunk* / done|error
   {p}:job:{id}:cancel       cancel flag set by the API, polled by the worker
   {p}:worker:{wid}          a worker's heartbeat (JSON, with a TTL)
+  {p}:workers:live          sorted set of worker ids, scored by when their heartbeat expires
   {p}:voice:{id}            an uploaded preset: raw array bytes + dtype + shape (a hash)
   {p}:voices:uploaded       hash of uploaded preset id -> etag
   {p}:voices:builtin        JSON list of the model's built-in presets, published by workers
@@ -43,8 +44,8 @@ class Keys:
         return f"{self.prefix}:worker:{worker_id}"
 
     @property
-    def worker_pattern(self) -> str:
-        return f"{self.prefix}:worker:*"
+    def workers_live(self) -> str:
+        return f"{self.prefix}:workers:live"
 
     def voice(self, voice_id: str) -> str:
         return f"{self.prefix}:voice:{voice_id}"

@@ -68,11 +68,17 @@ class ActiveJobs:
 
 
 class Heartbeat:
-    """`{p}:worker:{id}` = JSON about this worker, with a TTL: it vanishes if we die."""
+    """`{p}:worker:{id}` = JSON about this worker, with a TTL: it vanishes if we die.
+
+    The id is also scored into `{p}:workers:live` by its expiry time, so the API finds live
+    workers with one range read instead of a SCAN over the whole keyspace (which grows with
+    every job's output stream and cancel flag)."""
 
     def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, ttl_s: float) -> None:
         self.redis = client
         self.key = keys.worker(worker_id)
+        self.live = keys.workers_live
+        self.worker_id = worker_id
         self.ttl_ms = int(ttl_s * 1000)
         self.info: dict[str, Any] = {
             "id": worker_id,
@@ -91,16 +97,22 @@ class Heartbeat:
         self.beat()
 
     def beat(self) -> None:
+        now = time.time()
         with self._lock:
-            payload = json.dumps({**self.info, "ts": time.time()})
+            payload = json.dumps({**self.info, "ts": now})
         try:
-            self.redis.set(self.key, payload, px=self.ttl_ms)
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(self.key, payload, px=self.ttl_ms)
+                pipe.zadd(self.live, {self.worker_id: now + self.ttl_ms / 1000})
+                pipe.execute()
         except REDIS_DOWN as exc:
             log.warning("heartbeat failed: %s", exc)
 
     def remove(self) -> None:
-        with contextlib.suppress(*REDIS_DOWN):
-            self.redis.delete(self.key)
+        with contextlib.suppress(*REDIS_DOWN), self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.key)
+            pipe.zrem(self.live, self.worker_id)
+            pipe.execute()
 
 
 class Background(threading.Thread):

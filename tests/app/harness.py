@@ -25,6 +25,7 @@ from app.api.app import create_app
 from app.queue.keys import Keys
 from app.serve import uvicorn_config
 from app.settings import Settings
+from app.worker.background import Heartbeat
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,6 +77,12 @@ class LiveServer:
         self.thread.join(timeout=15)
 
 
+def register_worker(redis_url: str, prefix: str, worker_id: str = "w0", state: str = "idle") -> None:
+    """A live worker as the API sees it (heartbeat and registry), with no process behind it:
+    what a fleet that consumes nothing looks like."""
+    Heartbeat(redis.Redis.from_url(redis_url), Keys(prefix), worker_id, ttl_s=60).update(state=state, pid=0)
+
+
 def worker_env(redis_url: str, prefix: str, model: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -109,8 +116,8 @@ class Workers:
         return started
 
     def heartbeats(self) -> list[dict[str, Any]]:
-        names = list(self.redis.scan_iter(self.keys.worker_pattern))
-        values = self.redis.mget(names) if names else []
+        ids = self.redis.zrangebyscore(self.keys.workers_live, time.time(), "+inf")
+        values = self.redis.mget([self.keys.worker(i.decode()) for i in ids]) if ids else []
         return [json.loads(v) for v in values if v]
 
     def wait_ready(self, pids: set[int], timeout: float = 120) -> None:

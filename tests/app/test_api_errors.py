@@ -8,9 +8,7 @@ import uuid
 
 import httpx
 import pytest
-import redis
-
-from app.queue.keys import Keys
+from harness import register_worker
 
 
 def assert_error(r: httpx.Response, status: int, type_: str, param: str | None = None) -> dict:
@@ -110,10 +108,8 @@ def test_openai_speed_and_model(empty):
 
 def test_queue_full_is_429(make_api, redis_url):
     prefix = f"full{uuid.uuid4().hex[:6]}"
-    r = redis.Redis.from_url(redis_url)
     # a registered worker that consumes nothing: the queue can only fill up
-    r.set(Keys(prefix).worker("stuck"), json.dumps({"id": "stuck", "state": "busy", "pid": 0,
-                                                    "ts": time.time() + 60}), ex=60)  # fmt: skip
+    register_worker(redis_url, prefix, "stuck", state="busy")
     server = make_api(prefix, queue_max=2, request_timeout_s=30)
     # two clients whose jobs are queued and never start (they give up waiting; a cancelled
     # job still holds its place until a worker settles it)

@@ -7,18 +7,19 @@ counts, reclaim, keep-alive and dead-lettering are checked without timing races.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 
 import pytest
 import redis
+from harness import register_worker
 
 from app.errors import DeadlineExceeded, QueueFull, Unavailable
 from app.queue.client import JobQueue
 from app.queue.connection import async_client, sync_client
 from app.queue.keys import Keys
 from app.queue.messages import Event, Job
+from app.worker.background import Heartbeat
 from app.worker.consumer import Consumer
 
 
@@ -26,12 +27,6 @@ def job(text: str = "hi", deadline_s: float = 30) -> Job:
     now = time.time()
     return Job(id=uuid.uuid4().hex, text=text, voice=None, voice_etag=None, params={},
                seed=7, submitted_at=now, deadline=now + deadline_s)  # fmt: skip
-
-
-def fake_heartbeat(r: redis.Redis, keys: Keys, worker_id: str = "w0") -> None:
-    """A registered worker that consumes nothing: what a busy fleet looks like to the API."""
-    r.set(keys.worker(worker_id), json.dumps({"id": worker_id, "state": "idle", "pid": 0,
-                                              "ts": time.time()}), ex=30)  # fmt: skip
 
 
 def queue(url: str, prefix: str, queue_max: int = 4) -> JobQueue:
@@ -61,9 +56,30 @@ def test_no_live_worker_is_503(redis_url, prefix):
     asyncio.run(go())
 
 
-def test_bounded_queue_positions_then_429(redis_url, prefix):
+def test_live_workers_come_from_the_registry_and_expire(redis_url, prefix):
+    """A worker that stops beating drops out of the API's view and of the registry, and
+    unrelated keys (job streams, cancel flags) play no part in finding workers."""
     r = redis.Redis.from_url(redis_url)
-    fake_heartbeat(r, Keys(prefix))
+    keys = Keys(prefix)
+    for i in range(500):
+        r.set(keys.cancel(f"j{i}"), b"1", ex=60)
+    Heartbeat(r, keys, "long", ttl_s=30).update(state="idle")
+    Heartbeat(r, keys, "short", ttl_s=0.3).update(state="busy")
+
+    async def go():
+        q = queue(redis_url, prefix)
+        assert sorted(w["id"] for w in await q.workers()) == ["long", "short"]
+        await asyncio.sleep(0.5)
+        assert [w["id"] for w in await q.workers()] == ["long"]
+
+    asyncio.run(go())
+    assert r.zrange(keys.workers_live, 0, -1) == [b"long"]
+    Heartbeat(r, keys, "long", ttl_s=30).remove()
+    assert r.zcard(keys.workers_live) == 0 and not r.exists(keys.worker("long"))
+
+
+def test_bounded_queue_positions_then_429(redis_url, prefix):
+    register_worker(redis_url, prefix)
 
     async def go():
         q = queue(redis_url, prefix, queue_max=3)
@@ -83,7 +99,7 @@ def test_bounded_queue_positions_then_429(redis_url, prefix):
 
 def test_rerun_chunks_are_forwarded_once(redis_url, prefix):
     r = redis.Redis.from_url(redis_url)
-    fake_heartbeat(r, Keys(prefix))
+    register_worker(redis_url, prefix)
     j = job()
 
     async def go():
@@ -116,8 +132,7 @@ def test_rerun_chunks_are_forwarded_once(redis_url, prefix):
 
 
 def test_touch_keeps_a_long_job_from_being_stolen(redis_url, prefix):
-    r = redis.Redis.from_url(redis_url)
-    fake_heartbeat(r, Keys(prefix))
+    register_worker(redis_url, prefix)
 
     async def go():
         q = queue(redis_url, prefix)
@@ -140,7 +155,7 @@ def test_touch_keeps_a_long_job_from_being_stolen(redis_url, prefix):
 def test_dead_letter_after_max_deliveries(redis_url, prefix):
     r = redis.Redis.from_url(redis_url)
     keys = Keys(prefix)
-    fake_heartbeat(r, keys)
+    register_worker(redis_url, prefix)
     j = job()
 
     async def submit():
@@ -170,8 +185,7 @@ def test_dead_letter_after_max_deliveries(redis_url, prefix):
 
 
 def test_follow_times_out_at_the_deadline(redis_url, prefix):
-    r = redis.Redis.from_url(redis_url)
-    fake_heartbeat(r, Keys(prefix))
+    register_worker(redis_url, prefix)
 
     async def go():
         q = queue(redis_url, prefix)

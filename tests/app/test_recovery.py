@@ -10,7 +10,7 @@ import uuid
 
 import httpx
 import pytest
-import redis
+from harness import register_worker
 from websockets.sync.client import connect
 
 from app.queue.connection import sync_client
@@ -78,16 +78,9 @@ def _scripted_worker(redis_url: str, prefix: str, script) -> threading.Thread:
     return thread
 
 
-def _register(redis_url: str, prefix: str) -> None:
-    redis.Redis.from_url(redis_url).set(
-        Keys(prefix).worker("scripted"),
-        json.dumps({"id": "scripted", "state": "idle", "pid": 0, "ts": time.time() + 60}), ex=60,
-    )
-
-
 def test_failure_after_headers_aborts_the_transfer(make_api, redis_url):
     prefix = f"abort{uuid.uuid4().hex[:6]}"
-    _register(redis_url, prefix)
+    register_worker(redis_url, prefix, "scripted")
     server = make_api(prefix)
 
     def script(consumer: Consumer, delivery) -> None:
@@ -114,7 +107,7 @@ def test_failure_after_headers_aborts_the_transfer(make_api, redis_url):
 
 def test_failure_before_audio_gets_a_status(make_api, redis_url):
     prefix = f"early{uuid.uuid4().hex[:6]}"
-    _register(redis_url, prefix)
+    register_worker(redis_url, prefix, "scripted")
     server = make_api(prefix)
 
     def script(consumer: Consumer, delivery) -> None:
@@ -131,7 +124,7 @@ def test_failure_before_audio_gets_a_status(make_api, redis_url):
 def test_poison_job_is_dead_lettered(redis_url, make_api):
     """A worker handed a job for the (max+1)th time parks it and tells the client."""
     prefix = f"dead{uuid.uuid4().hex[:6]}"
-    _register(redis_url, prefix)
+    register_worker(redis_url, prefix, "scripted")
     server = make_api(prefix)
     keys = Keys(prefix)
     client = sync_client(redis_url, 2.0)
