@@ -144,14 +144,24 @@ class CausalGPT(nn.Module):
         positions: torch.Tensor,  # (B, T) or (1, T) position ids
         cache: KVCache,
         mask: torch.Tensor | None = None,  # (B, 1, T, S) bool over cache slots
+        vocab: slice | None = None,  # only these logits are wanted
     ) -> torch.Tensor:
-        """Run the new positions through the model; return the last position's logits (B, V)."""
+        """Run the new positions through the model; return the last position's logits (B, V),
+        or (B, len(vocab)) for `vocab`."""
         x = embeds + self.position_embeds_layer(positions)
         for i, block in enumerate(self.layers):
             x = block(x, mask, cache, i)
         cache.length += embeds.shape[1]
         # like the original, only the last position goes through the head
-        return self.lm_head(self.layernorm_final(x[:, -1]))
+        h = self.layernorm_final(x[:, -1])
+        weight = getattr(self.lm_head, "weight", None)
+        if vocab is not None and isinstance(weight, torch.Tensor):
+            # The coarse stage reads one codebook's 1,024 logits of 12,096: the other head rows
+            # are 9% of a decode step's weight reads. Same values as slicing the full product
+            # (each logit is its own dot product; tests/bark_core/test_fast_path.py checks it).
+            return F.linear(h, weight[vocab])
+        logits = self.lm_head(h)  # an int8 head keeps its weight packed: slice after
+        return logits if vocab is None else logits[:, vocab]
 
 
 class FineGPT(nn.Module):

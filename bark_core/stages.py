@@ -334,7 +334,12 @@ def _coarse_window_steps(
         # padding queries attend to themselves only, so no softmax row is empty (NaN)
         mask |= (slots[start : start + T, None] == slots[None, : start + T])[None]
         mask = mask[:, None]
-    logits = model(model.input_embeds_layer(ids), positions, cache, mask)
+    def codebook(n_step: int) -> tuple[int, slice]:
+        """The ids a step may emit: the first codebook on even steps, the second on odd."""
+        first = SEMANTIC_VOCAB_SIZE + (0 if n_step % N_COARSE_CODEBOOKS == 0 else CODEBOOK_SIZE)
+        return first, slice(first, first + CODEBOOK_SIZE)
+
+    relevant = model(model.input_embeds_layer(ids), positions, cache, mask, vocab=codebook(n_step0)[1])
     held = (
         [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
         if start
@@ -343,9 +348,7 @@ def _coarse_window_steps(
     n_live = list(range(len(rows)))  # batch index -> index into rows
     for j in range(COARSE_WINDOW):
         n_step = n_step0 + j
-        is_major = n_step % N_COARSE_CODEBOOKS == 0
-        first = SEMANTIC_VOCAB_SIZE + (0 if is_major else CODEBOOK_SIZE)
-        relevant = logits[:, first : first + CODEBOOK_SIZE]  # each step sees its codebook only
+        first, _ = codebook(n_step)  # `relevant` holds this codebook's logits only
         greedy = greedy_rows(relevant, [controls[rows[ri].row].temp == 0.0 for ri in n_live])
         tokens, keep = [], []
         for b, ri in enumerate(n_live):
@@ -371,8 +374,12 @@ def _coarse_window_steps(
         slot = cache.length
         pos = (slot - pads)[:, None]
         step_mask = (slots[None, None, None, : slot + 1] >= pads[:, None, None, None]) if padded else None
-        logits = model(
-            model.input_embeds_layer(torch.tensor(tokens, device=device)[:, None]), pos, cache, step_mask
+        relevant = model(
+            model.input_embeds_layer(torch.tensor(tokens, device=device)[:, None]),
+            pos,
+            cache,
+            step_mask,
+            vocab=codebook(n_step + 1)[1],
         )
         held = [np.append(h, t) for h, t in zip(held, tokens, strict=True)]
     live = [rows[ri] for ri in n_live]

@@ -123,3 +123,19 @@ def test_int8_models_run_every_stage(tiny_checkpoint):  # type: ignore[no-untype
     assert chunk.semantic.shape == (25,)
     assert chunk.fine.shape[0] == 8 and chunk.fine.shape[1] == chunk.coarse.shape[1] > 0
     assert chunk.fine.max() < 1024 and np.isfinite(chunk.audio).all()
+
+
+def test_head_slice_gives_the_full_heads_logits(pipeline):  # type: ignore[no-untyped-def]
+    """The coarse stage computes only one codebook's rows of the head: same values, bit for
+    bit, as the full head sliced afterwards, at batch 1 and 3."""
+    model = pipeline.coarse
+    vocab = slice(10_000 + 1024, 10_000 + 2048)
+    torch.manual_seed(0)
+    for batch in (1, 3):
+        embeds = torch.randn(batch, 5, model.shape.hidden_size)
+        positions = torch.arange(5)[None]
+        with torch.inference_mode():
+            full = model(embeds, positions, model.new_cache(batch, 5))
+            part = model(embeds, positions, model.new_cache(batch, 5), vocab=vocab)
+        assert part.shape == (batch, 1024)
+        assert torch.equal(part, full[:, vocab])
