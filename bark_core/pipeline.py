@@ -1,8 +1,13 @@
 """BarkPipeline: the loaded models and the streaming, batched text-to-speech loop.
 
-A batch is processed in rounds: round k generates text chunk k of every request that has one,
-through all four stages at once, and yields each row's audio as soon as it is decoded. With
-`rolling` continuity a request's chunk k uses chunk k-1's full generation as its voice.
+Every request has one text chunk in flight at a time, waiting in front of one of the four
+stages; one stage runs at a time, over everything waiting for it, as one batch (so a fixed
+batch moves in lockstep: chunk k of every request, then chunk k + 1). Each chunk's audio is
+yielded as soon as it is decoded. Requests may join a running batch (`admit`): they catch up
+with the others at the next stage boundary (bark_core.scheduler says which stage runs when).
+Each request samples from its own generator in its own order, so its audio does not depend
+on what it was batched with. With `rolling` continuity a request's chunk k uses chunk k-1's
+full generation as its voice.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .constants import TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
 from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, quantize_int8
 from .params import GenerationParams
+from .scheduler import STAGES, StageQueues
 from .text import normalize_whitespace, split_text
 from .types import AudioChunk, SynthesisRequest
 from .voices import VoiceLibrary, VoicePreset
@@ -83,20 +89,12 @@ class _Work:
     semantic: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     coarse: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
     fine: np.ndarray = field(default_factory=lambda: np.zeros((8, 0), np.int64))
+    seconds: dict[str, float] = field(default_factory=dict)  # its share of each stage's run
+    batch: dict[str, int] = field(default_factory=dict)  # rows in each stage's run
 
     @property
     def params(self) -> GenerationParams:
         return self.row.request.params
-
-
-def _attach(work: list[_Work], name: str, results: list[np.ndarray | None]) -> list[_Work]:
-    """Store a stage's per-row results; rows it returned None for (cancelled) drop out."""
-    kept = []
-    for w, result in zip(work, results, strict=True):
-        if result is not None:
-            setattr(w, name, result)
-            kept.append(w)
-    return kept
 
 
 def _controls(work: list[_Work], temp_of: Callable[[GenerationParams], float]) -> list[stages.RowControl]:
@@ -194,7 +192,7 @@ class BarkPipeline:
     # ------------------------------------------------------------------ stages with offload
 
     @contextmanager
-    def _on_device(self, module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    def _on_device(self, module: M) -> Iterator[M]:
         """With offload, bring one stage to the GPU for its use and send it back after."""
         if not self.offload:
             yield module
@@ -227,81 +225,112 @@ class BarkPipeline:
     # ------------------------------------------------------------------ generation
 
     def stream(
-        self, requests: Sequence[SynthesisRequest], progress: StageProgress | None = None
+        self,
+        requests: Sequence[SynthesisRequest],
+        progress: StageProgress | None = None,
+        *,
+        admit: Callable[[int], Sequence[SynthesisRequest]] | None = None,
+        max_rows: int = 64,
     ) -> Iterator[AudioChunk]:
-        """Yield every request's chunks as they are decoded; see the module docstring."""
-        rows = []
-        for i, req in enumerate(requests):
+        """Yield every request's chunks as they are decoded; see the module docstring.
+
+        `admit(free)` is asked before every stage run for up to `free` more requests (at most
+        `max_rows` in flight); an admitted request's chunks carry the next `request_index`
+        after those of every request seen before it."""
+        rows: list[_Row] = []
+        queues: StageQueues[_Work] = StageQueues()
+
+        def add(request: SynthesisRequest) -> None:
             gen_device = self.device if torch.device(self.device).type == "cuda" else "cpu"
             gen = torch.Generator(device=gen_device)
-            gen.manual_seed(req.seed)
-            rows.append(_Row(i, req, split_text(req.text), req.voice, gen))
+            gen.manual_seed(request.seed)
+            row = _Row(len(rows), request, split_text(request.text), request.voice, gen)
+            rows.append(row)
+            if row.chunks:
+                queues.put("semantic", _Work(row, row.chunks[0]))
+
+        for request in requests:
+            add(request)
         while True:
-            live = [r for r in rows if r.done < len(r.chunks) and not _cancelled(r.request)]
-            if not live:
+            if admit is not None and len(queues) < max_rows:
+                for request in admit(max_rows - len(queues)):
+                    add(request)
+            for w in queues.items():
+                if _cancelled(w.row.request):
+                    queues.remove(w)
+            taken = queues.take()
+            if taken is None:
                 return
-            yield from self._round(live, progress)
-
-    def _round(self, rows: list[_Row], progress: StageProgress | None) -> Iterator[AudioChunk]:
-        """Chunk `row.done` of every row through the four stages; a cancelled row drops out."""
-        work = [_Work(r, r.chunks[r.done]) for r in rows]
-        timings: dict[str, float] = {}
-
-        def run(name: str, module: torch.nn.Module, step: Callable[..., list[Any]]) -> list[Any]:
-            t0 = time.perf_counter()
-            report = (lambda done, total: progress(name, done, total)) if progress else None
-            with self._on_device(module) as model:
-                out = step(model, report)
-            timings[name] = time.perf_counter() - t0
-            return out
-
-        semantic = run("semantic", self.semantic, lambda model, report: stages.generate_semantic(
-            model,
-            [self.encode_text(w.text) for w in work],
-            [w.row.voice.semantic if w.row.voice else None for w in work],
-            _controls(work, lambda p: p.text_temp),
-            [w.params.min_eos_p for w in work],
-            [w.params.max_semantic_tokens for w in work],
-            report,
-        ))  # fmt: skip
-        work = _attach(work, "semantic", semantic)
-        coarse = run("coarse", self.coarse, lambda model, report: stages.generate_coarse(
-            model,
-            [w.semantic for w in work],
-            [(w.row.voice.semantic, w.row.voice.coarse) if w.row.voice else None for w in work],
-            _controls(work, lambda p: p.waveform_temp),
-            report,
-        ))  # fmt: skip
-        work = _attach(work, "coarse", coarse)
-        fine = run("fine", self.fine, lambda model, report: stages.generate_fine(
-            model,
-            [w.coarse for w in work],
-            [w.row.voice.fine if w.row.voice else None for w in work],
-            _controls(work, lambda p: p.fine_temp),
-            report,
-        ))  # fmt: skip
-        work = _attach(work, "fine", fine)
-
-        share = {k: v / max(1, len(work)) for k, v in timings.items()}
-        for w in work:
-            if _cancelled(w.row.request):
+            stage, work = taken
+            if stage == "codec":
+                for w in work:
+                    if not _cancelled(w.row.request):
+                        yield self._finish_chunk(w, queues)
                 continue
             t0 = time.perf_counter()
-            chunk = AudioChunk(
-                request_index=w.row.index,
-                chunk_index=w.row.done,
-                n_chunks=len(w.row.chunks),
-                text=w.text,
-                audio=self.decode(w.fine),
-                semantic=w.semantic,
-                coarse=w.coarse,
-                fine=w.fine,
-                stage_seconds={**share, "codec": time.perf_counter() - t0},
+            results = self._run_stage(stage, work, progress)
+            share = (time.perf_counter() - t0) / len(work)
+            for w, result in zip(work, results, strict=True):
+                if result is None:  # cancelled during the stage: the row ends here
+                    continue
+                setattr(w, stage, result)
+                w.seconds[stage], w.batch[stage] = share, len(work)
+                queues.put(STAGES[STAGES.index(stage) + 1], w)
+
+    def _run_stage(self, stage: str, work: list[_Work], progress: StageProgress | None) -> list[Any]:
+        """One batched run of `stage` over `work`: a result per row, None where it was cancelled."""
+        report = (lambda done, total: progress(stage, done, total)) if progress else None
+        if stage == "semantic":
+            with self._on_device(self.semantic) as model:
+                return stages.generate_semantic(
+                    model,
+                    [self.encode_text(w.text) for w in work],
+                    [w.row.voice.semantic if w.row.voice else None for w in work],
+                    _controls(work, lambda p: p.text_temp),
+                    [w.params.min_eos_p for w in work],
+                    [w.params.max_semantic_tokens for w in work],
+                    report,
+                )
+        if stage == "coarse":
+            with self._on_device(self.coarse) as model:
+                return stages.generate_coarse(
+                    model,
+                    [w.semantic for w in work],
+                    [(w.row.voice.semantic, w.row.voice.coarse) if w.row.voice else None for w in work],
+                    _controls(work, lambda p: p.waveform_temp),
+                    report,
+                )
+        with self._on_device(self.fine) as model:
+            return stages.generate_fine(
+                model,
+                [w.coarse for w in work],
+                [w.row.voice.fine if w.row.voice else None for w in work],
+                _controls(work, lambda p: p.fine_temp),
+                report,
             )
-            w.row.done += 1
-            if w.params.continuity == "rolling" and w.coarse.shape[1] > 0:
-                w.row.voice = chunk.as_voice()
-            yield chunk
+
+    def _finish_chunk(self, w: _Work, queues: StageQueues[_Work]) -> AudioChunk:
+        """Decode a chunk to audio, and queue the request's next text chunk (if any)."""
+        t0 = time.perf_counter()
+        row = w.row
+        chunk = AudioChunk(
+            request_index=row.index,
+            chunk_index=row.done,
+            n_chunks=len(row.chunks),
+            text=w.text,
+            audio=self.decode(w.fine),
+            semantic=w.semantic,
+            coarse=w.coarse,
+            fine=w.fine,
+            stage_seconds={**w.seconds, "codec": time.perf_counter() - t0},
+            stage_batch=dict(w.batch),
+        )
+        row.done += 1
+        if w.params.continuity == "rolling" and w.coarse.shape[1] > 0:
+            row.voice = chunk.as_voice()
+        if row.done < len(row.chunks):
+            queues.put("semantic", _Work(row, row.chunks[row.done]))
+        return chunk
 
     def synthesize(
         self,

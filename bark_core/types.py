@@ -37,6 +37,8 @@ class AudioChunk:
     fine: np.ndarray  # int64 (8, T)
     #: seconds spent per stage for this chunk (batch time shared equally among its rows)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: rows in each stage's batched run that carried this chunk
+    stage_batch: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_last(self) -> bool:

@@ -42,6 +42,27 @@ def test_sampled_row_in_a_batch_equals_the_row_alone(pipeline: BarkPipeline) -> 
     np.testing.assert_allclose(batch[0], alone, atol=1e-6)
 
 
+def test_a_request_admitted_mid_batch_catches_up_and_keeps_its_audio(pipeline: BarkPipeline) -> None:
+    """B arrives after A's semantic stage: B's semantic runs alone, then A and B share the
+    coarse and fine runs; each still gets the audio it gets alone."""
+    voice = pipeline.voices.get("v2/en_speaker_6")
+    a = SynthesisRequest("Hello there.", voice, SAMPLED, seed=1)
+    b = SynthesisRequest("Other words here.", None, SAMPLED, seed=2)
+    offered: list[int] = []
+
+    def admit(free: int) -> list[SynthesisRequest]:
+        offered.append(free)
+        return [b] if len(offered) == 2 else []
+
+    chunks = {c.request_index: c for c in pipeline.stream([a], admit=admit, max_rows=2)}
+    # asked while A ran alone, not while two were in flight, and once more when both were done
+    assert offered == [1, 1, 2]
+    for index, request in enumerate((a, b)):
+        assert chunks[index].stage_batch == {"semantic": 1, "coarse": 2, "fine": 2}
+        alone = pipeline.synthesize(request.text, request.voice, SAMPLED, seed=request.seed)
+        np.testing.assert_allclose(chunks[index].audio, alone, atol=1e-6)
+
+
 def test_wav_is_24khz_mono_320_samples_per_frame(pipeline: BarkPipeline) -> None:
     request = SynthesisRequest("Hello.", None, SAMPLED, seed=0)
     [chunk] = list(pipeline.stream([request]))
