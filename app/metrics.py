@@ -33,6 +33,10 @@ class Metrics:
             "bark_stage_seconds", "Worker seconds per text chunk and stage", ["stage"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.stage_batch = Histogram(
+            "bark_stage_batch_rows", "Rows in the batched stage run that carried a text chunk",
+            ["stage"], buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
+        )  # fmt: skip
         self.rtf = Histogram(
             "bark_real_time_factor", "Generation seconds per second of audio (lower is faster)",
             buckets=_RTF_BUCKETS, registry=r,

@@ -70,6 +70,8 @@ class JobRun:
                     self.samples += len(event.pcm) // 2
                     for stage, seconds in event.meta.get("stage_seconds", {}).items():
                         metrics.stage_seconds.labels(stage).observe(float(seconds))
+                    for stage, rows in event.meta.get("stage_batch", {}).items():
+                        metrics.stage_batch.labels(stage).observe(int(rows))
                 elif event.type == "done":
                     self.finished = True
                     self.done_meta = event.meta

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +31,18 @@ log = logging.getLogger(__name__)
 class Pipeline(Protocol):
     """What the runner needs of bark_core's BarkPipeline (tests may hand in the real one)."""
 
-    def stream(self, requests: Sequence[SynthesisRequest]) -> Iterator[AudioChunk]: ...
+    def stream(
+        self,
+        requests: Sequence[SynthesisRequest],
+        *,
+        admit: Callable[[int], Sequence[SynthesisRequest]] | None = None,
+        max_rows: int = 64,
+    ) -> Iterator[AudioChunk]: ...
+
+
+# Asked while a batch runs for up to N more jobs to join it (already admitted: not cancelled,
+# not expired).
+MoreJobs = Callable[[int], list[Delivery]]
 
 
 def error_event(err: ApiError) -> Event:
@@ -70,13 +81,16 @@ class BatchRunner:
         self.worker_id = worker_id
         self.faults = faults or Faults(enabled=False)
 
-    def run(self, deliveries: list[Delivery]) -> None:
+    def run(self, deliveries: list[Delivery], more: MoreJobs | None = None, max_rows: int = 1) -> int:
+        """Run the jobs as one batch; with `more`, jobs that arrive meanwhile join it (up to
+        `max_rows` in flight). Returns how many jobs ran."""
         rows = [row for d in deliveries if (row := self._prepare(d, len(deliveries))) is not None]
         try:
-            self._run_rows(rows)
+            self._run_rows(rows, more, max_rows)
         finally:
             for row in rows:
                 self.active.remove(row.job_id)
+        return len(rows)
 
     def _prepare(self, delivery: Delivery, batch: int) -> Row | None:
         job = delivery.job
@@ -99,13 +113,25 @@ class BatchRunner:
         self.faults.on_start(job)
         return Row(delivery, request, active, time.perf_counter())
 
-    def _run_rows(self, rows: list[Row]) -> None:
+    def _run_rows(self, rows: list[Row], more: MoreJobs | None = None, max_rows: int = 1) -> None:
+        """`rows` grows by the jobs that join; the pipeline numbers them in the same order."""
         if not rows:
             return
+
+        def admit(free: int) -> list[SynthesisRequest]:
+            assert more is not None
+            joined = [row for d in more(free) if (row := self._prepare(d, len(rows) + 1)) is not None]
+            rows.extend(joined)
+            for row in joined:
+                self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
+            return [row.request for row in joined]
+
         try:
             for row in rows:
                 self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
-            for chunk in self.pipe.stream([row.request for row in rows]):
+            joining = admit if more is not None else None
+            stream = self.pipe.stream([row.request for row in rows], admit=joining, max_rows=max_rows)
+            for chunk in stream:
                 if not rows[chunk.request_index].finished:  # settled early: nothing more
                     self._on_chunk(rows[chunk.request_index], chunk)
                 self._settle_dropped(rows)
@@ -153,7 +179,8 @@ class BatchRunner:
         row.samples += len(pcm) // 2
         row.chunks += 1
         meta = {"text": chunk.text, "n_chunks": chunk.n_chunks,
-                "stage_seconds": {k: round(v, 6) for k, v in chunk.stage_seconds.items()}}  # fmt: skip
+                "stage_seconds": {k: round(v, 6) for k, v in chunk.stage_seconds.items()},
+                "stage_batch": chunk.stage_batch}  # fmt: skip
         self.consumer.emit(row.job_id, Event("chunk", seq=chunk.chunk_index, meta=meta, pcm=pcm))
         if chunk.is_last:
             seconds = time.perf_counter() - row.started

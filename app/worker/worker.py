@@ -11,7 +11,7 @@ from ..queue.connection import BLOCK_MS, REDIS_DOWN
 from ..queue.messages import Event
 from .background import ActiveJobs, Background, Heartbeat
 from .consumer import Consumer, Delivery
-from .runner import BatchRunner, error_event
+from .runner import BatchRunner, MoreJobs, error_event
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,12 @@ class Worker:
                         # killed its last worker, and must not take healthy jobs down with
                         # it again (each crash brings them closer to the dead letter).
                         batch = self.consumer.reclaim(1)
+                    alone = bool(batch)
                     if not batch:
                         batch = self.consumer.read(self.batch_size, BLOCK_MS)
                     admitted = self._admit(batch)
                     if admitted:
-                        self._run(admitted)
+                        self._run(admitted, more=None if alone else self._more)
                 except REDIS_DOWN as exc:
                     log.warning("redis unavailable: %s; retrying", exc)
                     self.stopping.wait(1.0)
@@ -73,13 +74,30 @@ class Worker:
             self.heartbeat.remove()
             log.info("worker stopped", extra={"jobs_done": self.jobs_done})
 
-    def _run(self, admitted: list[Delivery]) -> None:
+    def _run(self, admitted: list[Delivery], more: MoreJobs | None) -> None:
         self.heartbeat.update(state="busy", jobs=[d.job.id for d in admitted if d.job])
+        ran = len(admitted)
         try:
-            self.runner.run(admitted)
+            ran = self.runner.run(admitted, more, max_rows=self.batch_size)
         finally:
-            self.jobs_done += len(admitted)
+            self.jobs_done += ran
             self.heartbeat.update(state="idle", jobs=[], jobs_done=self.jobs_done)
+
+    def _more(self, free: int) -> list[Delivery]:
+        """New jobs that join the running batch at its next stage (none while stopping).
+
+        Without this a job arriving a millisecond after a batch started waited for the whole
+        batch; now it catches up with it (bark_core.scheduler)."""
+        if self.stopping.is_set():
+            return []
+        try:
+            joined = self._admit(self.consumer.read(free, None))
+        except REDIS_DOWN:
+            return []  # the batch in hand goes on; the outage surfaces when it writes
+        if joined:
+            self.heartbeat.update(jobs=[a.job_id for a in self.active.snapshot()]
+                                  + [d.job.id for d in joined if d.job])  # fmt: skip
+        return joined
 
     def _admit(self, batch: list[Delivery]) -> list[Delivery]:
         """Settle what must not run (garbage, poison, cancelled, expired); return the rest."""
