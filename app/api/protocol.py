@@ -19,7 +19,9 @@ TEXT_PATTERN = rf"^[{_WS}]*[^{_WS}](?:[\s\S]{{0,{MAX_TEXT_CHARS - 2}}}[^{_WS}])?
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON true/false is not a seed or a temperature, nor 1 a boolean (lax mode would
+    # coerce them and accept what the published schema rejects; schemathesis found `"seed": false`)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_text(value: str) -> str:

@@ -56,6 +56,10 @@ def test_no_worker_is_503_at_once(empty):
         ({"text": "hi", "text_temp": 2.5}, "text_temp"),
         ({"text": "hi", "min_eos_p": -0.1}, "min_eos_p"),
         ({"text": "hi", "seed": -1}, "seed"),
+        ({"text": "hi", "seed": False}, "seed"),  # JSON booleans are not numbers here
+        ({"text": "hi", "text_temp": True}, "text_temp"),
+        ({"text": "hi", "stream": 1}, "stream"),
+        ({"text": "hi", "seed": "7"}, "seed"),
         ({"text": "hi", "surprise": 1}, "surprise"),
         ({"text": "hi", "stream": True, "format": "mp3"}, "format"),
     ],
