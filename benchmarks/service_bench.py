@@ -47,9 +47,13 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[k]
 
 
-def start_server(ckpt: str, workers: int, batch: int, port: int, log: Path) -> subprocess.Popen:
+def start_server(
+    ckpt: str, workers: int, batch: int, port: int, log: Path, threads: int | None = None
+) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("bark-serve")
     env = {**os.environ, "BARK_BATCH_SIZE": str(batch), "BARK_LOG_LEVEL": "WARNING"}
+    if threads:
+        env["BARK_TORCH_THREADS"] = str(threads)
     env.pop("BARK_REDIS_URL", None)
     cmd = [str(exe), "--workers", str(workers), "--model", ckpt, "--port", str(port), "--host", "127.0.0.1"]
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
@@ -102,8 +106,30 @@ async def one_request(client, base: str, body: dict) -> dict:  # type: ignore[no
     return {"status": status, "ttfa_s": first, "latency_s": latency, "audio_s": audio_s}
 
 
+async def stage_batch_totals(base: str) -> dict[str, tuple[float, float]]:
+    """Per stage: (sum, count) of bark_stage_batch_rows from the API's /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{base}/metrics")).text
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "bark_stage_batch_rows":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "")
+            if sample.name.endswith("_sum"):
+                totals.setdefault(stage, [0.0, 0.0])[0] = sample.value
+            elif sample.name.endswith("_count"):
+                totals.setdefault(stage, [0.0, 0.0])[1] = sample.value
+    return {stage: (v[0], v[1]) for stage, v in totals.items()}
+
+
 async def level(base: str, concurrency: int, seconds: float, voice: str | None, seed0: int) -> dict:
     import httpx
+
+    before = await stage_batch_totals(base)
 
     limits = httpx.Limits(max_connections=concurrency + 2)
     async with httpx.AsyncClient(timeout=httpx.Timeout(900.0), limits=limits) as client:
@@ -114,6 +140,12 @@ async def level(base: str, concurrency: int, seconds: float, voice: str | None, 
         wall = time.perf_counter() - t0
     ok = [r for r in results if r["status"] == 200]
     audio = sum(r["audio_s"] for r in ok)
+    after = await stage_batch_totals(base)
+    # mean rows per batched stage run, as each request's chunks saw it
+    rows = {}
+    for stage, (total, count) in after.items():
+        t0, c0 = before.get(stage, (0.0, 0.0))
+        rows[stage] = (total - t0) / (count - c0) if count > c0 else None
     return {
         "concurrency": concurrency,
         "ok": len(ok),
@@ -126,6 +158,8 @@ async def level(base: str, concurrency: int, seconds: float, voice: str | None, 
         "latency_p50_s": _pct([r["latency_s"] for r in ok], 0.5),
         "latency_p95_s": _pct([r["latency_s"] for r in ok], 0.95),
         "loadavg": os.getloadavg()[0],
+        "mean_stage_batch": rows,
+        "coarse_batch": rows.get("coarse"),
     }
 
 
@@ -166,12 +200,13 @@ async def run(args: argparse.Namespace) -> dict:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = Path(args.server_log)
-    proc = start_server(ckpt, args.workers, args.batch, port, log)
+    proc = start_server(ckpt, args.workers, args.batch, port, log, args.threads)
     try:
         t = time.perf_counter()
         await wait_ready(base, proc)
         ready_s = time.perf_counter() - t
-        print(f"bark-serve ready in {ready_s:.1f} s (workers {args.workers}, batch {args.batch})", flush=True)
+        print(f"bark-serve ready in {ready_s:.1f} s (workers {args.workers}, batch {args.batch}, "
+              f"threads {args.threads or 'default'})", flush=True)  # fmt: skip
         # one warm-up request: first-call costs are not part of any level
         await level(base, 1, min(args.seconds, 0.5), voice, 999)
         levels = []
@@ -200,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8, help="BARK_BATCH_SIZE of the workers")
+    ap.add_argument("--threads", type=int, help="BARK_TORCH_THREADS per worker (default: torch's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per request")
     ap.add_argument("--voice", default="v2/en_speaker_6")
@@ -211,13 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(args))
     payload = {"benchmark": "service", "machine": info, "loadavg_end": os.getloadavg(),
                "config": vars(args), **result}  # fmt: skip
-    print(f"\n## Service: {args.size} checkpoint, {args.workers} worker(s), batch {args.batch}, "
+    print(f"\n## Service: {args.size} checkpoint, {args.workers} worker(s) x {args.threads or 'default'} "
+          f"threads, batch {args.batch}, "
           f"{args.seconds} s of audio per request; load at start {info['loadavg_start']}\n")  # fmt: skip
     print(table(result["levels"], [
         ("concurrency", "concurrent"), ("ok", "ok"), ("wall_s", "wall s"),
         ("throughput_audio_s_per_s", "audio s / s"), ("x_throughput_vs_first", "x level 1"),
         ("ttfa_p50_s", "TTFA p50 s"), ("ttfa_p95_s", "TTFA p95 s"),
-        ("latency_p50_s", "latency p50 s"), ("latency_p95_s", "latency p95 s"), ("loadavg", "load"),
+        ("latency_p50_s", "latency p50 s"), ("latency_p95_s", "latency p95 s"),
+        ("coarse_batch", "coarse rows/run"), ("loadavg", "load"),
     ]))  # fmt: skip
     if result["overhead"]:
         o = result["overhead"]
