@@ -91,7 +91,8 @@ def _body(seed: int, seconds: float, voice: str | None) -> dict:
     }
 
 
-async def one_request(client, base: str, body: dict) -> dict:  # type: ignore[no-untyped-def]
+async def one_request(client, base: str, body: dict, delay_s: float = 0.0) -> dict:  # type: ignore[no-untyped-def]
+    await asyncio.sleep(delay_s)
     t0 = time.perf_counter()
     first = None
     received = 0
@@ -126,7 +127,10 @@ async def stage_batch_totals(base: str) -> dict[str, tuple[float, float]]:
     return {stage: (v[0], v[1]) for stage, v in totals.items()}
 
 
-async def level(base: str, concurrency: int, seconds: float, voice: str | None, seed0: int) -> dict:
+async def level(
+    base: str, concurrency: int, seconds: float, voice: str | None, seed0: int, stagger_s: float = 0.0
+) -> dict:
+    """`concurrency` requests, request i sent `i * stagger_s` after the first (0: all at once)."""
     import httpx
 
     before = await stage_batch_totals(base)
@@ -135,7 +139,8 @@ async def level(base: str, concurrency: int, seconds: float, voice: str | None, 
     async with httpx.AsyncClient(timeout=httpx.Timeout(900.0), limits=limits) as client:
         t0 = time.perf_counter()
         results = await asyncio.gather(
-            *(one_request(client, base, _body(seed0 + i, seconds, voice)) for i in range(concurrency))
+            *(one_request(client, base, _body(seed0 + i, seconds, voice), i * stagger_s)
+              for i in range(concurrency))
         )
         wall = time.perf_counter() - t0
     ok = [r for r in results if r["status"] == 200]
@@ -212,7 +217,7 @@ async def run(args: argparse.Namespace) -> dict:
         levels = []
         for c in [int(x) for x in args.levels.split(",")]:
             print(f"concurrency {c} (load {os.getloadavg()[0]:.2f}) ...", flush=True)
-            row = await level(base, c, args.seconds, voice, 100 * c)
+            row = await level(base, c, args.seconds, voice, 100 * c, args.stagger)
             print(f"    {row['wall_s']:.1f} s, {row['throughput_audio_s_per_s']:.3f} audio s/s, "
                   f"ttfa p50 {row['ttfa_p50_s']}, errors {row['errors']}", flush=True)  # fmt: skip
             levels.append(row)
@@ -235,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8, help="BARK_BATCH_SIZE of the workers")
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="seconds between the requests of a level (default 0: all at once)")
     ap.add_argument("--threads", type=int, help="BARK_TORCH_THREADS per worker (default: torch's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per request")
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"benchmark": "service", "machine": info, "loadavg_end": os.getloadavg(),
                "config": vars(args), **result}  # fmt: skip
     print(f"\n## Service: {args.size} checkpoint, {args.workers} worker(s) x {args.threads or 'default'} "
-          f"threads, batch {args.batch}, "
+          f"threads, batch {args.batch}, stagger {args.stagger} s, "
           f"{args.seconds} s of audio per request; load at start {info['loadavg_start']}\n")  # fmt: skip
     print(table(result["levels"], [
         ("concurrency", "concurrent"), ("ok", "ok"), ("wall_s", "wall s"),
