@@ -198,6 +198,44 @@ class FineGPT(nn.Module):
 # ----------------------------------------------------------------------------- CPU modes
 
 
+class PackedLinear(nn.Module):
+    """An nn.Linear whose weight oneDNN reordered once into its blocked layout (CPU, fp32).
+
+    aten's linear repacks the weight on every call; for the decode step's skinny matmuls
+    (one row per request) that is much of the work. Measured here (2 AVX2 cores, the 48
+    linears of a bark-small GPT): batch 8, 1 thread 57 -> 43 ms, 2 threads 43 -> 23 ms;
+    batch 1, 2 threads 24 -> 18 ms. Results differ from aten's in the last bits only."""
+
+    def __init__(self, linear: nn.Linear, batch_hint: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+def cpu_packing_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
+def pack_linears(model: CausalGPT | FineGPT, batch_hint: int = 8) -> bool:
+    """Swap the linear layers of every block for PackedLinear (fp32 on CPU only). The heads
+    stay: the coarse head is sliced per step and the fine heads are tied to embeddings.
+    Returns False (model unchanged) where this torch has no oneDNN packing."""
+    if not cpu_packing_available():
+        return False
+    for block in model.layers:
+        assert isinstance(block, Block)
+        for parent, name in ((block.attn, "att_proj"), (block.attn, "out_proj"),
+                             (block.mlp, "in_proj"), (block.mlp, "out_proj")):  # fmt: skip
+            layer = getattr(parent, name)
+            if isinstance(layer, nn.Linear) and layer.weight.dtype == torch.float32:
+                setattr(parent, name, PackedLinear(layer, batch_hint))
+    return True
+
+
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Dynamic int8 quantization of every nn.Linear (weights int8 per channel, activations
     quantized per call); a CPU mode for fp32 models. Embeddings, LayerNorms and the KV cache

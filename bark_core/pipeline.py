@@ -26,7 +26,7 @@ from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
 from .constants import TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
-from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, quantize_int8
+from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, pack_linears, quantize_int8
 from .params import GenerationParams
 from .scheduler import STAGES, StageQueues
 from .text import normalize_whitespace, split_text
@@ -146,8 +146,12 @@ class BarkPipeline:
         device: str = "cpu",
         dtype: str = "float32",
         offload: bool = False,
+        pack: bool = True,
     ) -> BarkPipeline:
-        """Load a hub id or checkpoint directory onto `device` in `dtype` (EnCodec stays fp32)."""
+        """Load a hub id or checkpoint directory onto `device` in `dtype` (EnCodec stays fp32).
+
+        `pack`: on CPU in fp32, the GPTs' linear layers use oneDNN-packed weights
+        (modules.PackedLinear); False keeps aten's plain linears."""
         check_precision(device, dtype)
         dtype = resolve_precision(device, dtype)
         root = resolve_checkpoint(model, revision)
@@ -161,6 +165,8 @@ class BarkPipeline:
             module.to(device=home, dtype=torch_dtype).eval()
             if dtype == "int8":
                 quantize_int8(module)
+            elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
+                pack_linears(module)  # type: ignore[arg-type]
             return module
 
         fine_cfg = bark.config.fine_acoustics_config

@@ -9,7 +9,8 @@ runs in its own fresh process, so its peak RSS is its own.
     .venv/bin/python -m benchmarks.pipeline_bench --modes ref-fp32,core-fp32 --seconds 2
 
 Modes: ref-<dtype> is transformers, core-<dtype> is bark_core; dtypes fp32, bf16, int8
-(bark_core only: dynamic int8 linears), fp16 (CUDA only).
+(bark_core only: dynamic int8 linears), fp32plain (bark_core only: fp32 without the oneDNN
+weight packing, to show what it contributes), fp16 (CUDA only).
 """
 
 from __future__ import annotations
@@ -35,7 +36,20 @@ from benchmarks.common import (
 
 TEXT = "Hello there, my dog is cute."
 STAGES = ("semantic", "coarse", "fine", "codec")
-TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "float32"}
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# bark_core's modes: `fp32` packs the CPU linears (oneDNN), `fp32plain` keeps aten's
+CORE_PRECISIONS = {**TORCH_DTYPES, "int8": "int8", "fp32plain": "float32"}
+
+
+def number_format(dtype: str) -> str:
+    """The weights' number format of a mode's dtype (fp32plain is fp32, laid out by aten)."""
+    return "fp32" if dtype == "fp32plain" else dtype
+
+
+def load_core(ckpt: str, dtype: str, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    from bark_core.pipeline import BarkPipeline
+
+    return BarkPipeline.load(ckpt, device=device, dtype=CORE_PRECISIONS[dtype], pack=dtype != "fp32plain")
 
 
 # ----------------------------------------------------------------------------- one mode, in a child
@@ -124,16 +138,11 @@ def run_core(ckpt: str, dtype: str, device: str, voice: str | None, n_semantic: 
     import torch
 
     from bark_core import stages
-    from bark_core.modules import quantize_int8
     from bark_core.params import GenerationParams
-    from bark_core.pipeline import BarkPipeline
     from bark_core.types import SynthesisRequest
 
     t0 = time.perf_counter()
-    pipe = BarkPipeline.load(ckpt, device=device, dtype=TORCH_DTYPES[dtype])
-    if dtype == "int8":
-        for model in (pipe.semantic, pipe.coarse, pipe.fine):
-            quantize_int8(model)
+    pipe = load_core(ckpt, dtype, device)
     load_s = time.perf_counter() - t0
     preset = pipe.voices.get(voice) if voice else None
     params = GenerationParams.greedy(max_duration_s=n_semantic / 49.9)
@@ -257,7 +266,6 @@ def _stage_argmaxes(pipe, fp32_run: dict, voice: str | None) -> dict[str, np.nda
 
 def run_agreement(ckpt: str, modes: list[str], fp32_run: dict, voice: str | None) -> dict:
     """Teacher-forced top-1 agreement of each mode with fp32 on fp32's own tokens."""
-    from bark_core.modules import quantize_int8
     from bark_core.pipeline import BarkPipeline
 
     base = _stage_argmaxes(BarkPipeline.load(ckpt), fp32_run, voice)
@@ -265,10 +273,7 @@ def run_agreement(ckpt: str, modes: list[str], fp32_run: dict, voice: str | None
     for mode in modes:
         dtype = mode.split("-")[1]
         t = time.perf_counter()
-        pipe = BarkPipeline.load(ckpt, dtype=TORCH_DTYPES[dtype])
-        if dtype == "int8":
-            for model in (pipe.semantic, pipe.coarse, pipe.fine):
-                quantize_int8(model)
+        pipe = load_core(ckpt, dtype)
         other = _stage_argmaxes(pipe, fp32_run, voice)
         result[mode] = {
             stage: float(np.mean(base[stage] == other[stage])) for stage in ("semantic", "coarse", "fine")
@@ -289,16 +294,11 @@ def run_batching(ckpt: str, dtypes: list[str], device: str, contexts: list[int],
     """One decode step of the coarse GPT at each batch size, with a cache filled to `context`."""
     import torch
 
-    from bark_core.modules import quantize_int8
-    from bark_core.pipeline import BarkPipeline
     from benchmarks.common import best_of
 
     rows = []
     for dtype in dtypes:
-        pipe = BarkPipeline.load(ckpt, device=device, dtype=TORCH_DTYPES[dtype])
-        model = pipe.coarse
-        if dtype == "int8":
-            quantize_int8(model)
+        model = load_core(ckpt, dtype, device).coarse
         for context in contexts:
             base = None
             for batch in batches:
@@ -353,6 +353,7 @@ def floors(ckpt: str, dtype: str, run: dict, machine_speed: dict, voice: str | N
     from bark_core.voices import VoiceLibrary
 
     cfg = BarkConfig.from_pretrained(ckpt)
+    dtype = number_format(dtype)
     nbytes = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}[dtype]
     kv_bytes = 4 if dtype in ("fp32", "int8") else 2
     flops = machine_speed.get(f"gemm_{dtype}_GFLOPs", machine_speed["gemm_fp32_GFLOPs"]) * 1e9
@@ -419,7 +420,7 @@ def _default_modes(device: str) -> list[str]:
 
     if device.startswith("cuda"):
         return ["ref-fp16", "ref-fp32", "core-fp32", "core-fp16", "core-bf16"]
-    modes = ["ref-fp32", "core-fp32", "core-int8"]
+    modes = ["ref-fp32", "core-fp32", "core-fp32plain", "core-int8"]
     if cpu_has_fast_bf16():
         modes.append("core-bf16")
     return modes
@@ -552,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def modes_order(dtype: str) -> int:
-    return ["fp32", "fp16", "bf16", "int8"].index(dtype)
+    return ["fp32", "fp32plain", "fp16", "bf16", "int8"].index(dtype)
 
 
 def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dict]:
@@ -586,8 +587,8 @@ def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dic
         for s, f in floor.items():
             row[f"{s}_floor_s"] = f
             row[f"{s}_x_floor"] = stage[s] / f if stage.get(s) else None
-        if dtype in refs and mode.startswith("core-"):
-            row["speedup_vs_ref_same_dtype"] = refs[dtype] / r["total_s"]
+        if number_format(dtype) in refs and mode.startswith("core-"):
+            row["speedup_vs_ref_same_dtype"] = refs[number_format(dtype)] / r["total_s"]
         if ref_fp32 and mode.startswith("core-"):
             row["speedup_vs_ref_fp32"] = ref_fp32 / r["total_s"]
         if best_ref and mode.startswith("core-"):

@@ -4,6 +4,7 @@ one argmax per step for greedy rows, int8 linears as a working (approximate) CPU
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bark_core import stages
@@ -139,3 +140,26 @@ def test_head_slice_gives_the_full_heads_logits(pipeline):  # type: ignore[no-un
             part = model(embeds, positions, model.new_cache(batch, 5), vocab=vocab)
         assert part.shape == (batch, 1024)
         assert torch.equal(part, full[:, vocab])
+
+
+def test_cpu_fp32_linears_are_packed_and_agree_with_aten(pipeline, tiny_checkpoint):  # type: ignore[no-untyped-def]
+    from bark_core.modules import PackedLinear, cpu_packing_available
+    from bark_core.pipeline import BarkPipeline
+
+    if not cpu_packing_available():
+        pytest.skip("this torch has no oneDNN weight packing")
+    plain = BarkPipeline.load(str(tiny_checkpoint), pack=False)
+    for ours, theirs in ((pipeline.semantic, plain.semantic), (pipeline.fine, plain.fine)):
+        packed = [m for m in ours.modules() if isinstance(m, PackedLinear)]
+        assert len(packed) == 4 * len(ours.layers)
+        assert not any(isinstance(m, PackedLinear) for m in theirs.modules())
+    torch.manual_seed(0)
+    codes = torch.randint(0, 1024, (2, 1024, 8))
+    with torch.inference_mode():
+        a, b = pipeline.fine(3, codes), plain.fine(3, codes)
+        embeds = torch.randn(3, 7, pipeline.coarse.shape.hidden_size)
+        pos = torch.arange(7)[None]
+        c = pipeline.coarse(embeds, pos, pipeline.coarse.new_cache(3, 7))
+        d = plain.coarse(embeds, pos, plain.coarse.new_cache(3, 7))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(c, d, rtol=1e-4, atol=1e-4)

@@ -44,8 +44,13 @@ def _to_original_names(state: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def original(pipeline):  # type: ignore[no-untyped-def]
+def original(tiny_checkpoint):  # type: ignore[no-untyped-def]
+    """The original code, holding the same weights. They come from an unpacked load: the
+    tested pipeline keeps its linears in oneDNN's packed layout, with no plain state dict."""
     pytest.importorskip("funcy")
+    from bark_core.pipeline import BarkPipeline
+
+    pipeline = BarkPipeline.load(str(tiny_checkpoint), pack=False)
     sys.modules.setdefault("encodec", types.SimpleNamespace(EncodecModel=None))
     gen = pytest.importorskip("bark.generation")
     from bark.model import GPT, GPTConfig
