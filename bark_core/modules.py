@@ -220,12 +220,15 @@ def cpu_packing_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 
 
-def pack_linears(model: CausalGPT | FineGPT, batch_hint: int = 8) -> bool:
-    """Swap the linear layers of every block for PackedLinear (fp32 on CPU only). The heads
-    stay: the coarse head is sliced per step and the fine heads are tied to embeddings.
+def pack_linears(model: CausalGPT | FineGPT, batch_hint: int = 8, head: bool = False) -> bool:
+    """Swap the linear layers of every block for PackedLinear (fp32 on CPU only), and with
+    `head` a causal model's head too (the semantic head is read whole every step; the coarse
+    head is sliced per step and the fine heads are tied to embeddings, so those stay).
     Returns False (model unchanged) where this torch has no oneDNN packing."""
     if not cpu_packing_available():
         return False
+    if head and isinstance(model, CausalGPT) and isinstance(model.lm_head, nn.Linear):
+        model.lm_head = PackedLinear(model.lm_head, batch_hint)  # type: ignore[assignment]
     for block in model.layers:
         assert isinstance(block, Block)
         for parent, name in ((block.attn, "att_proj"), (block.attn, "out_proj"),

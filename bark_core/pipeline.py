@@ -160,17 +160,19 @@ class BarkPipeline:
         torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
         home = "cpu" if offload else device  # offloaded stages rest on the CPU between uses
 
-        def build(module: M, source: torch.nn.Module) -> M:
+        def build(module: M, source: torch.nn.Module, pack_head: bool = False) -> M:
             module.load_state_dict(submodel_state(source), strict=True, assign=True)
             module.to(device=home, dtype=torch_dtype).eval()
             if dtype == "int8":
                 quantize_int8(module)
             elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
-                pack_linears(module)  # type: ignore[arg-type]
+                pack_linears(module, head=pack_head)  # type: ignore[arg-type]
             return module
 
         fine_cfg = bark.config.fine_acoustics_config
-        semantic = build(CausalGPT(GPTShape.from_config(bark.config.semantic_config)), bark.semantic)
+        semantic = build(
+            CausalGPT(GPTShape.from_config(bark.config.semantic_config)), bark.semantic, pack_head=True
+        )
         coarse = build(
             CausalGPT(GPTShape.from_config(bark.config.coarse_acoustics_config)), bark.coarse_acoustics
         )

@@ -149,17 +149,19 @@ def test_cpu_fp32_linears_are_packed_and_agree_with_aten(pipeline, tiny_checkpoi
     if not cpu_packing_available():
         pytest.skip("this torch has no oneDNN weight packing")
     plain = BarkPipeline.load(str(tiny_checkpoint), pack=False)
-    for ours, theirs in ((pipeline.semantic, plain.semantic), (pipeline.fine, plain.fine)):
+    # every block's four linears; the semantic head too (the coarse one is sliced per step)
+    for ours, theirs, heads in ((pipeline.semantic, plain.semantic, 1), (pipeline.coarse, plain.coarse, 0),
+                                (pipeline.fine, plain.fine, 0)):  # fmt: skip
         packed = [m for m in ours.modules() if isinstance(m, PackedLinear)]
-        assert len(packed) == 4 * len(ours.layers)
+        assert len(packed) == 4 * len(ours.layers) + heads
         assert not any(isinstance(m, PackedLinear) for m in theirs.modules())
     torch.manual_seed(0)
     codes = torch.randint(0, 1024, (2, 1024, 8))
     with torch.inference_mode():
         a, b = pipeline.fine(3, codes), plain.fine(3, codes)
-        embeds = torch.randn(3, 7, pipeline.coarse.shape.hidden_size)
+        embeds = torch.randn(3, 7, pipeline.semantic.shape.hidden_size)
         pos = torch.arange(7)[None]
-        c = pipeline.coarse(embeds, pos, pipeline.coarse.new_cache(3, 7))
-        d = plain.coarse(embeds, pos, plain.coarse.new_cache(3, 7))
+        c = pipeline.semantic(embeds, pos, pipeline.semantic.new_cache(3, 7))
+        d = plain.semantic(embeds, pos, plain.semantic.new_cache(3, 7))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(c, d, rtol=1e-4, atol=1e-4)
