@@ -199,20 +199,28 @@ class FineGPT(nn.Module):
 
 
 class PackedLinear(nn.Module):
-    """An nn.Linear whose weight oneDNN reordered once into its blocked layout (CPU, fp32).
+    """An nn.Linear that also holds its weight as oneDNN reordered it once (CPU, fp32), for
+    the skinny matmuls of decode steps.
 
-    aten's linear repacks the weight on every call; for the decode step's skinny matmuls
-    (one row per request) that is much of the work. Measured here (2 AVX2 cores, the 48
-    linears of a bark-small GPT): batch 8, 1 thread 57 -> 43 ms, 2 threads 43 -> 23 ms;
-    batch 1, 2 threads 24 -> 18 ms. Results differ from aten's in the last bits only."""
+    aten's linear repacks the weight on every call; with one row per request that is much of
+    the work. Measured here (2 AVX2 cores, the 48 linears of a bark-small GPT): batch 8,
+    1 thread 57 -> 43 ms, 2 threads 43 -> 23 ms; batch 1, 2 threads 24 -> 18 ms. Wide inputs
+    (prefills, the fine model's 1,024 frames) were slower packed, so up to `PACKED_MAX_ROWS`
+    rows go the packed way and wider ones through aten with the plain weight (which a
+    safetensors checkpoint keeps file-backed). Results differ from aten's in the last bits."""
+
+    PACKED_MAX_ROWS = 64
 
     def __init__(self, linear: nn.Linear, batch_hint: int) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
+        self.weight = linear.weight
         self.bias = linear.bias
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() > self.PACKED_MAX_ROWS * self.in_features:
+            return F.linear(x, self.weight, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
