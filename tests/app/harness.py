@@ -83,6 +83,21 @@ def register_worker(redis_url: str, prefix: str, worker_id: str = "w0", state: s
     Heartbeat(redis.Redis.from_url(redis_url), Keys(prefix), worker_id, ttl_s=60).update(state=state, pid=0)
 
 
+def ws_job(ws: Any, timeout: float = 90) -> tuple[list[dict[str, Any]], bytes]:
+    """A websocket job's JSON events and its PCM, read until `done` (an `error` fails)."""
+    events: list[dict[str, Any]] = []
+    pcm = b""
+    while True:
+        message = ws.recv(timeout=timeout)
+        if isinstance(message, bytes):
+            pcm += message
+            continue
+        events.append(json.loads(message))
+        if events[-1]["type"] in ("done", "error"):
+            assert events[-1]["type"] == "done", events[-1]
+            return events, pcm
+
+
 def worker_env(redis_url: str, prefix: str, model: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({

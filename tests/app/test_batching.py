@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import redis
-from harness import Workers
+from harness import Workers, ws_job
 from websockets.sync.client import connect
 
 from app.queue.keys import Keys
@@ -18,21 +18,6 @@ from app.queue.messages import Event
 # when B arrives a few milliseconds after A started
 BODY = {"text": "Hello there.", "text_temp": 0, "waveform_temp": 0, "fine_temp": 0,
         "min_eos_p": None, "max_duration_s": 4.0}  # fmt: skip
-
-
-def _run(ws, job_id: str = "") -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
-    pcm = b""
-    while True:
-        message = ws.recv(timeout=120)
-        if isinstance(message, bytes):
-            pcm += message
-            continue
-        event = json.loads(message)
-        if event["type"] == "queued":
-            job_id = event["job_id"]
-        if event["type"] in ("done", "error"):
-            assert event["type"] == "done", event
-            return job_id, pcm
 
 
 def _stage_batches(r: redis.Redis, keys: Keys, job_id: str) -> list[dict[str, int]]:
@@ -51,8 +36,9 @@ def test_a_job_arriving_mid_batch_joins_it(make_api, redis_url, tiny_checkpoint,
             queued = json.loads(a.recv(timeout=30))
             assert json.loads(a.recv(timeout=30))["type"] == "started"  # A is running alone
             b.send(json.dumps({**BODY, "text": "Other words here.", "seed": 2}))
-            a_id, _ = _run(a, queued["job_id"])
-            b_id, b_pcm = _run(b)
+            ws_job(a, timeout=120)
+            b_events, b_pcm = ws_job(b, timeout=120)
+        a_id, b_id = queued["job_id"], b_events[0]["job_id"]
         r = redis.Redis.from_url(redis_url)
         keys = Keys(prefix)
         # B joined at the first stage boundary after it arrived: the semantic run (when A's

@@ -11,7 +11,7 @@ import threading
 import time
 
 import httpx
-from harness import REPO
+from harness import REPO, ws_job
 from websockets.sync.client import connect
 
 LONG = " ".join(
@@ -65,19 +65,8 @@ def test_batched_jobs_match_solo_runs(api, client, workers):
     def run(i: int) -> None:
         with connect(f"{api.ws_url}/ws/synthesize") as ws:
             ws.send(json.dumps(bodies[i]))
-            pcm, batch = b"", 0
-            while True:
-                message = ws.recv(timeout=90)
-                if isinstance(message, bytes):
-                    pcm += message
-                    continue
-                event = json.loads(message)
-                if event["type"] == "started":
-                    batch = event["batch"]
-                if event["type"] in ("done", "error"):
-                    assert event["type"] == "done", event
-                    break
-            batched[i] = (pcm, batch)
+            events, pcm = ws_job(ws)
+            batched[i] = (pcm, next(e["batch"] for e in events if e["type"] == "started"))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
     for t in threads:
