@@ -45,7 +45,8 @@ demo: install
 bench: install
 	$(PY) -m benchmarks.pipeline_bench
 	$(PY) -m benchmarks.service_bench --size tiny --overhead
-	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 0.5
+	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 2
+	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 2 --voice none
 
 # Mixed load for a set time (not in CI): RSS drift of the API and workers, Redis memory growth.
 soak: install

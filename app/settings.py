@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         1, ge=0, le=64, description="Worker processes `bark-serve` starts with an embedded Redis."
     )
     batch_size: int = Field(
-        4, ge=1, le=64, description="Most queued jobs a worker runs as one batch."
+        4, ge=1, le=64,
+        description="Most jobs a worker runs as one batch (jobs arriving meanwhile join it).",
     )
     max_duration_s: float | None = Field(
         None,
