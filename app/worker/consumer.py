@@ -95,6 +95,14 @@ class Consumer:
             log.warning("reclaimed %d job(s) from dead consumers", len(out))
         return out
 
+    def has_reclaimable(self) -> bool:
+        """Whether some entry has been idle long enough to be reclaimed (its worker died).
+        Our own running entries are touched well within the bound, so they never count."""
+        idle: Any = self.redis.xpending_range(
+            self.keys.jobs, self.keys.group, min="-", max="+", count=1, idle=self.claim_idle_ms
+        )
+        return bool(idle)
+
     def deliveries_of(self, entry_id: bytes) -> int:
         info: Any = self.redis.xpending_range(
             self.keys.jobs, self.keys.group, min=entry_id, max=entry_id, count=1

@@ -40,6 +40,11 @@ class Worker:
                                      heartbeat_interval_s=heartbeat_interval_s)  # fmt: skip
         self.stopping = threading.Event()
         self.jobs_done = 0
+        # While a batch runs, jobs join it; but a batch that never ends would never let this
+        # worker reclaim a dead worker's jobs. So joining stops, for the rest of the batch, once
+        # a reclaim check finds such a job: the batch drains and the loop reclaims it.
+        self._joining_closed = False
+        self._next_join_check = 0.0
 
     def stop(self) -> None:
         """Finish the batch in hand, take no more, return from run()."""
@@ -76,6 +81,8 @@ class Worker:
 
     def _run(self, admitted: list[Delivery], more: MoreJobs | None) -> None:
         self.heartbeat.update(state="busy", jobs=[d.job.id for d in admitted if d.job])
+        self._joining_closed = False
+        self._next_join_check = time.monotonic() + self.reclaim_every_s
         ran = len(admitted)
         try:
             ran = self.runner.run(admitted, more, max_rows=self.batch_size)
@@ -88,9 +95,15 @@ class Worker:
 
         Without this a job arriving a millisecond after a batch started waited for the whole
         batch; now it catches up with it (bark_core.scheduler)."""
-        if self.stopping.is_set():
+        if self.stopping.is_set() or self._joining_closed:
             return []
         try:
+            if time.monotonic() >= self._next_join_check:
+                self._next_join_check = time.monotonic() + self.reclaim_every_s
+                self._joining_closed = self.consumer.has_reclaimable()
+                if self._joining_closed:
+                    log.info("a dead worker's job waits: no more joins until this batch ends")
+                    return []
             joined = self._admit(self.consumer.read(free, None))
         except REDIS_DOWN:
             return []  # the batch in hand goes on; the outage surfaces when it writes

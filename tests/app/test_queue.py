@@ -19,8 +19,9 @@ from app.queue.client import JobQueue
 from app.queue.connection import async_client, sync_client
 from app.queue.keys import Keys
 from app.queue.messages import Event, Job
-from app.worker.background import Heartbeat
+from app.worker.background import ActiveJobs, Heartbeat
 from app.worker.consumer import Consumer
+from app.worker.worker import Worker
 
 
 def job(text: str = "hi", deadline_s: float = 30) -> Job:
@@ -207,3 +208,31 @@ def test_redis_down_is_503_fast():
         assert time.monotonic() - started < 5
 
     asyncio.run(go())
+
+
+def test_joining_stops_while_a_dead_workers_job_waits(redis_url, prefix):
+    """Jobs join a running batch only until a dead worker's job is found waiting: a batch that
+    kept taking new jobs would never let this worker reclaim it."""
+    register_worker(redis_url, prefix)
+
+    async def submit(n: int) -> None:
+        q = queue(redis_url, prefix, queue_max=10)
+        await q.ensure_group()
+        for _ in range(n):
+            await q.submit(job())
+
+    asyncio.run(submit(4))
+    dead = consumer(redis_url, prefix, "dead")
+    (stranded,) = dead.read(1, None)  # ... and its worker dies holding it
+    live = consumer(redis_url, prefix, "live")
+    client = sync_client(redis_url, 2.0)
+    worker = Worker(live, runner=None, heartbeat=Heartbeat(client, Keys(prefix), "live", 5),  # type: ignore[arg-type]
+                    active=ActiveJobs(), batch_size=4, max_deliveries=3,
+                    heartbeat_interval_s=1, claim_idle_s=0.3)  # fmt: skip
+    assert not live.has_reclaimable()
+    assert len(worker._more(1)) == 1  # nothing stranded yet: a new job joins
+    time.sleep(0.45)  # the dead worker's entry is now idle past claim_idle
+    assert live.has_reclaimable()
+    assert worker._more(1) == []  # two jobs still wait, but joining has closed
+    assert worker._more(1) == []
+    assert [d.entry_id for d in live.reclaim(1)] == [stranded.entry_id]
