@@ -44,13 +44,10 @@ def _to_original_names(state: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def original(tiny_checkpoint):  # type: ignore[no-untyped-def]
-    """The original code, holding the same weights. They come from an unpacked load: the
-    tested pipeline keeps its linears in oneDNN's packed layout, with no plain state dict."""
+def original(pipeline):  # type: ignore[no-untyped-def]
+    """The original code, holding the pipeline's weights (a PackedLinear keeps its plain
+    `weight` and `bias` beside the packed copy, so the state dict is nn.Linear's)."""
     pytest.importorskip("funcy")
-    from bark_core.pipeline import BarkPipeline
-
-    pipeline = BarkPipeline.load(str(tiny_checkpoint), pack=False)
     sys.modules.setdefault("encodec", types.SimpleNamespace(EncodecModel=None))
     gen = pytest.importorskip("bark.generation")
     from bark.model import GPT, GPTConfig
