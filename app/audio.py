@@ -49,10 +49,14 @@ def streaming_wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
     """
     byte_rate = sample_rate * 2
     return (
-        b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
-        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, byte_rate, 2, 16)
-        + b"data" + struct.pack("<I", 0xFFFFFFFF)
-    )  # fmt: skip
+        b"RIFF"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, byte_rate, 2, 16)
+        + b"data"
+        + struct.pack("<I", 0xFFFFFFFF)
+    )
 
 
 def encode(pcm16: bytes, fmt: str) -> bytes:
@@ -108,8 +112,11 @@ def change_tempo(pcm16: bytes, speed: float) -> bytes:
     factors.append(left)
 
     graph = av.filter.Graph()
-    nodes = [graph.add_abuffer(format="s16", sample_rate=SAMPLE_RATE, layout="mono",
-                               time_base=Fraction(1, SAMPLE_RATE))]  # fmt: skip
+    nodes = [
+        graph.add_abuffer(
+            format="s16", sample_rate=SAMPLE_RATE, layout="mono", time_base=Fraction(1, SAMPLE_RATE)
+        )
+    ]
     nodes += [graph.add("atempo", f"{factor:.6f}") for factor in factors]
     nodes.append(graph.add("abuffersink"))
     for upstream, downstream in itertools.pairwise(nodes):

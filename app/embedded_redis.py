@@ -42,10 +42,26 @@ class EmbeddedRedis:
         self.socket_dir = Path(tempfile.mkdtemp(prefix="bark-redis-"))  # 0700
         sock = self.socket_dir / "redis.sock"
         argv = [
-            redis_binary(), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "", "--daemonize", "no", "--loglevel", "warning",
-        ]  # fmt: skip
+            redis_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         self.proc = spawn(argv, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(unix_socket_path=str(sock), socket_timeout=1)
@@ -54,8 +70,7 @@ class EmbeddedRedis:
                 raise RuntimeError(f"embedded redis exited with {self.proc.returncode}")
             try:
                 if client.ping():
-                    log.info("embedded redis ready", extra={"url": self.url,
-                                                            "data_dir": str(self.data_dir)})  # fmt: skip
+                    log.info("embedded redis ready", extra={"url": self.url, "data_dir": str(self.data_dir)})
                     return self.url
             except (redis.ConnectionError, FileNotFoundError):
                 time.sleep(0.05)

@@ -18,37 +18,51 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "bark_http_requests", "HTTP requests by route and status", ["route", "status"],
+            "bark_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.jobs = Counter(
-            "bark_jobs", "Synthesis jobs by outcome (done, error type, cancelled)", ["outcome"],
+            "bark_jobs",
+            "Synthesis jobs by outcome (done, error type, cancelled)",
+            ["outcome"],
             registry=r,
-        )  # fmt: skip
+        )
         self.queue_waiting = Gauge("bark_queue_waiting", "Jobs queued, not started", registry=r)
         self.queue_running = Gauge("bark_queue_running", "Jobs held by workers", registry=r)
         self.queue_dead = Gauge("bark_queue_dead_letters", "Dead-lettered jobs", registry=r)
         self.workers = Gauge("bark_workers_live", "Workers with a live heartbeat", registry=r)
         self.stage_seconds = Histogram(
-            "bark_stage_seconds", "Worker seconds per text chunk and stage", ["stage"],
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.stage_batch = Histogram(
-            "bark_stage_batch_rows", "Rows in the batched stage run that carried a text chunk",
-            ["stage"], buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
-        )  # fmt: skip
-        self.rtf = Histogram(
-            "bark_real_time_factor", "Generation seconds per second of audio (lower is faster)",
-            buckets=_RTF_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.time_to_first_audio = Histogram(
-            "bark_time_to_first_audio_seconds", "Submission to first audio chunk",
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.queue_wait = Histogram(
-            "bark_queue_wait_seconds", "Submission to a worker starting the job",
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.audio_seconds = Counter(
-            "bark_audio_seconds", "Seconds of audio delivered", registry=r
+            "bark_stage_seconds",
+            "Worker seconds per text chunk and stage",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
+        self.stage_batch = Histogram(
+            "bark_stage_batch_rows",
+            "Rows in the batched stage run that carried a text chunk",
+            ["stage"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.rtf = Histogram(
+            "bark_real_time_factor",
+            "Generation seconds per second of audio (lower is faster)",
+            buckets=_RTF_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_audio = Histogram(
+            "bark_time_to_first_audio_seconds",
+            "Submission to first audio chunk",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "bark_queue_wait_seconds",
+            "Submission to a worker starting the job",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.audio_seconds = Counter("bark_audio_seconds", "Seconds of audio delivered", registry=r)

@@ -36,9 +36,7 @@ def spawn(
     )
 
 
-def stop(
-    proc: subprocess.Popen[bytes], name: str, grace_s: float, *, signalled: bool = False
-) -> None:
+def stop(proc: subprocess.Popen[bytes], name: str, grace_s: float, *, signalled: bool = False) -> None:
     """SIGTERM (unless `signalled` already: a second one means "now"), wait up to `grace_s`,
     then SIGKILL. Always reaps."""
     if proc.poll() is not None:

@@ -34,8 +34,9 @@ SEND_GRACE_S = 10
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bark-serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="bark-serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", help="bind address (BARK_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (BARK_PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="local worker processes (BARK_WORKERS)")
@@ -85,9 +86,16 @@ class _Server(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port,
-                                   "workers": args.workers, "model": args.model}.items()
-                 if v is not None}  # fmt: skip
+    overrides = {
+        k: v
+        for k, v in {
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "model": args.model,
+        }.items()
+        if v is not None
+    }
     settings = Settings(**overrides)
     configure_logging(settings.log_level, settings.log_json, "serve")
 
@@ -102,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyboardInterrupt
         if not server.drain.draining:
             server.drain.begin(settings.api_drain_s)
-            log.info("signal %d: draining %d synthesis(es) in flight (up to %.0f s)",
-                     signum, server.drain.active, settings.api_drain_s)  # fmt: skip
+            log.info(
+                "signal %d: draining %d synthesis(es) in flight (up to %.0f s)",
+                signum,
+                server.drain.active,
+                settings.api_drain_s,
+            )
             return
         if server.should_exit:
             server.force_exit = True

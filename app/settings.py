@@ -67,7 +67,9 @@ class Settings(BaseSettings):
         1, ge=0, le=64, description="Worker processes `bark-serve` starts with an embedded Redis."
     )
     batch_size: int = Field(
-        4, ge=1, le=64,
+        4,
+        ge=1,
+        le=64,
         description="Most jobs a worker runs as one batch (jobs arriving meanwhile join it).",
     )
     max_duration_s: float | None = Field(
@@ -122,9 +124,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(
         3, ge=1, le=100, description="Deliveries of one job (worker crashes) before dead-letter."
     )
-    job_ttl_s: int = Field(
-        300, ge=1, description="Seconds a finished job's output stream is kept in Redis."
-    )
+    job_ttl_s: int = Field(300, ge=1, description="Seconds a finished job's output stream is kept in Redis.")
     request_timeout_s: float = Field(
         600.0, gt=0, description="Deadline of one synthesis from submission, seconds (504)."
     )
@@ -159,9 +159,7 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(True, description="One JSON object per log line (false: plain text).")
 
-    _split = field_validator("api_keys", "cors_origins", "ws_origins", mode="before")(
-        _split_csv
-    )
+    _split = field_validator("api_keys", "cors_origins", "ws_origins", mode="before")(_split_csv)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,8 +1,8 @@
 """The README's table of every `BARK_*` setting, generated from `Settings` so it cannot drift.
 
-    python -m app.settings_table            # print the table
-    python -m app.settings_table --write    # rewrite it in README.md between the markers
-    python -m app.settings_table --check    # exit 1 when README.md's table is stale (a test runs this)
+python -m app.settings_table            # print the table
+python -m app.settings_table --write    # rewrite it in README.md between the markers
+python -m app.settings_table --check    # exit 1 when README.md's table is stale (a test runs this)
 """
 
 from __future__ import annotations

@@ -47,8 +47,13 @@ class WorkerPool:
                         continue
                     if i not in restart_at:
                         delay = RESTART_BACKOFF_S[min(self.failures[i], len(RESTART_BACKOFF_S) - 1)]
-                        log.error("worker %d (pid %d) exited with %s; restarting in %d s",
-                                  i, proc.pid, proc.returncode, delay)  # fmt: skip
+                        log.error(
+                            "worker %d (pid %d) exited with %s; restarting in %d s",
+                            i,
+                            proc.pid,
+                            proc.returncode,
+                            delay,
+                        )
                         self.failures[i] += 1
                         restart_at[i] = time.monotonic() + delay
                     elif time.monotonic() >= restart_at[i]:

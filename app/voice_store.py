@@ -19,10 +19,7 @@ from bark_core.voices import PROMPT_KEYS, VoicePreset
 
 # Integer dtypes a stored array may declare; anything else (objects!) is refused.
 _DTYPES = frozenset(
-    np.dtype(f"{order}{kind}{size}").str
-    for order in "<>"
-    for kind in "iu"
-    for size in (1, 2, 4, 8)
+    np.dtype(f"{order}{kind}{size}").str for order in "<>" for kind in "iu" for size in (1, 2, 4, 8)
 )
 
 

@@ -239,8 +239,12 @@ def pack_linears(model: CausalGPT | FineGPT, batch_hint: int = 8, head: bool = F
         model.lm_head = PackedLinear(model.lm_head, batch_hint)  # type: ignore[assignment]
     for block in model.layers:
         assert isinstance(block, Block)
-        for parent, name in ((block.attn, "att_proj"), (block.attn, "out_proj"),
-                             (block.mlp, "in_proj"), (block.mlp, "out_proj")):  # fmt: skip
+        for parent, name in (
+            (block.attn, "att_proj"),
+            (block.attn, "out_proj"),
+            (block.mlp, "in_proj"),
+            (block.mlp, "out_proj"),
+        ):
             layer = getattr(parent, name)
             if isinstance(layer, nn.Linear) and layer.weight.dtype == torch.float32:
                 setattr(parent, name, PackedLinear(layer, batch_hint))

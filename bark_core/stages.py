@@ -334,6 +334,7 @@ def _coarse_window_steps(
         # padding queries attend to themselves only, so no softmax row is empty (NaN)
         mask |= (slots[start : start + T, None] == slots[None, : start + T])[None]
         mask = mask[:, None]
+
     def codebook(n_step: int) -> tuple[int, slice]:
         """The ids a step may emit: the first codebook on even steps, the second on odd."""
         first = SEMANTIC_VOCAB_SIZE + (0 if n_step % N_COARSE_CODEBOOKS == 0 else CODEBOOK_SIZE)

@@ -139,8 +139,10 @@ async def level(
     async with httpx.AsyncClient(timeout=httpx.Timeout(900.0), limits=limits) as client:
         t0 = time.perf_counter()
         results = await asyncio.gather(
-            *(one_request(client, base, _body(seed0 + i, seconds, voice), i * stagger_s)
-              for i in range(concurrency))
+            *(
+                one_request(client, base, _body(seed0 + i, seconds, voice), i * stagger_s)
+                for i in range(concurrency)
+            )
         )
         wall = time.perf_counter() - t0
     ok = [r for r in results if r["status"] == 200]
@@ -210,16 +212,22 @@ async def run(args: argparse.Namespace) -> dict:
         t = time.perf_counter()
         await wait_ready(base, proc)
         ready_s = time.perf_counter() - t
-        print(f"bark-serve ready in {ready_s:.1f} s (workers {args.workers}, batch {args.batch}, "
-              f"threads {args.threads or 'default'})", flush=True)  # fmt: skip
+        print(
+            f"bark-serve ready in {ready_s:.1f} s (workers {args.workers}, batch {args.batch}, "
+            f"threads {args.threads or 'default'})",
+            flush=True,
+        )
         # one warm-up request: first-call costs are not part of any level
         await level(base, 1, min(args.seconds, 0.5), voice, 999)
         levels = []
         for c in [int(x) for x in args.levels.split(",")]:
             print(f"concurrency {c} (load {os.getloadavg()[0]:.2f}) ...", flush=True)
             row = await level(base, c, args.seconds, voice, 100 * c, args.stagger)
-            print(f"    {row['wall_s']:.1f} s, {row['throughput_audio_s_per_s']:.3f} audio s/s, "
-                  f"ttfa p50 {row['ttfa_p50_s']}, errors {row['errors']}", flush=True)  # fmt: skip
+            print(
+                f"    {row['wall_s']:.1f} s, {row['throughput_audio_s_per_s']:.3f} audio s/s, "
+                f"ttfa p50 {row['ttfa_p50_s']}, errors {row['errors']}",
+                flush=True,
+            )
             levels.append(row)
         base1 = levels[0]["throughput_audio_s_per_s"] if levels else None
         for row in levels:
@@ -240,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8, help="BARK_BATCH_SIZE of the workers")
-    ap.add_argument("--stagger", type=float, default=0.0,
-                    help="seconds between the requests of a level (default 0: all at once)")
+    ap.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="seconds between the requests of a level (default 0: all at once)",
+    )
     ap.add_argument("--threads", type=int, help="BARK_TORCH_THREADS per worker (default: torch's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per request")
@@ -252,23 +264,43 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     info = machine()
     result = asyncio.run(run(args))
-    payload = {"benchmark": "service", "machine": info, "loadavg_end": os.getloadavg(),
-               "config": vars(args), **result}  # fmt: skip
-    print(f"\n## Service: {args.size} checkpoint, {args.workers} worker(s) x {args.threads or 'default'} "
-          f"threads, batch {args.batch}, stagger {args.stagger} s, "
-          f"{args.seconds} s of audio per request; load at start {info['loadavg_start']}\n")  # fmt: skip
-    print(table(result["levels"], [
-        ("concurrency", "concurrent"), ("ok", "ok"), ("wall_s", "wall s"),
-        ("throughput_audio_s_per_s", "audio s / s"), ("x_throughput_vs_first", "x level 1"),
-        ("ttfa_p50_s", "TTFA p50 s"), ("ttfa_p95_s", "TTFA p95 s"),
-        ("latency_p50_s", "latency p50 s"), ("latency_p95_s", "latency p95 s"),
-        ("coarse_batch", "coarse rows/run"), ("loadavg", "load"),
-    ]))  # fmt: skip
+    payload = {
+        "benchmark": "service",
+        "machine": info,
+        "loadavg_end": os.getloadavg(),
+        "config": vars(args),
+        **result,
+    }
+    print(
+        f"\n## Service: {args.size} checkpoint, {args.workers} worker(s) x {args.threads or 'default'} "
+        f"threads, batch {args.batch}, stagger {args.stagger} s, "
+        f"{args.seconds} s of audio per request; load at start {info['loadavg_start']}\n"
+    )
+    print(
+        table(
+            result["levels"],
+            [
+                ("concurrency", "concurrent"),
+                ("ok", "ok"),
+                ("wall_s", "wall s"),
+                ("throughput_audio_s_per_s", "audio s / s"),
+                ("x_throughput_vs_first", "x level 1"),
+                ("ttfa_p50_s", "TTFA p50 s"),
+                ("ttfa_p95_s", "TTFA p95 s"),
+                ("latency_p50_s", "latency p50 s"),
+                ("latency_p95_s", "latency p95 s"),
+                ("coarse_batch", "coarse rows/run"),
+                ("loadavg", "load"),
+            ],
+        )
+    )
     if result["overhead"]:
         o = result["overhead"]
-        print(f"\nAPI overhead over {o['requests']} sequential websocket requests: "
-              f"p50 {o['overhead_p50_ms']:.1f} ms, p95 {o['overhead_p95_ms']:.1f} ms "
-              f"(end-to-end p50 {o['e2e_p50_s']:.3f} s, worker p50 {o['gen_p50_s']:.3f} s)")  # fmt: skip
+        print(
+            f"\nAPI overhead over {o['requests']} sequential websocket requests: "
+            f"p50 {o['overhead_p50_ms']:.1f} ms, p95 {o['overhead_p95_ms']:.1f} ms "
+            f"(end-to-end p50 {o['e2e_p50_s']:.3f} s, worker p50 {o['gen_p50_s']:.3f} s)"
+        )
     path = write_json(f"service-{args.size}", payload)
     print(f"\nwrote {path}")
     return 0

@@ -55,15 +55,15 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
     )
     app.state.bark = state
     errors.install(app)
-    routers = (synthesize.router, speech.router, ws.router, voices.router, health.router,
-               docs.router)
+    routers = (synthesize.router, speech.router, ws.router, voices.router, health.router, docs.router)
     for router in routers:
         app.include_router(router)
     _install_static(app, settings)
 
     # Outermost first in the request path: request id -> CORS -> body limit -> app.
-    app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
-                       upload_limit=settings.max_upload_bytes)  # fmt: skip
+    app.add_middleware(
+        BodyLimit, default_limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -28,9 +28,13 @@ from ..errors import (
 log = logging.getLogger(__name__)
 
 _BY_STATUS: dict[int, type[ApiError]] = {
-    400: BadRequest, 401: Unauthorized, 404: NotFound, 405: MethodNotAllowed,
-    413: PayloadTooLarge, 422: InvalidRequest,
-}  # fmt: skip
+    400: BadRequest,
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    422: InvalidRequest,
+}
 
 
 def error_response(exc: ApiError) -> JSONResponse:
@@ -80,8 +84,9 @@ def install(app: FastAPI) -> None:
         async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
             log.warning("redis unavailable: %s", exc)
             retry = str(request.app.state.bark.settings.retry_after_s)
-            return error_response(Unavailable("queue unavailable; retry later",
-                                              headers={"Retry-After": retry}))  # fmt: skip
+            return error_response(
+                Unavailable("queue unavailable; retry later", headers={"Retry-After": retry})
+            )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

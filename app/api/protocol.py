@@ -59,9 +59,7 @@ class GenerationFields(Strict):
     waveform_temp: Temperature = Field(
         0.7, description="Coarse stage temperature; 0 (or below 0.001) = greedy."
     )
-    fine_temp: Temperature = Field(
-        0.5, description="Fine stage temperature; 0 (or below 0.001) = greedy."
-    )
+    fine_temp: Temperature = Field(0.5, description="Fine stage temperature; 0 (or below 0.001) = greedy.")
     top_k: int | None = Field(None, ge=1, le=10_000)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     min_eos_p: float | None = Field(0.2, ge=0.0, le=1.0, description="Stop once P(EOS) >= this.")
@@ -78,13 +76,17 @@ class GenerationFields(Strict):
 
 class SynthesizeRequest(GenerationFields):
     # stream=true takes only the raw formats: said in the schema too (JSON Schema if/then).
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "if": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
-        "then": {"properties": {"format": {"enum": list(sorted(STREAMABLE))}}},
-    })  # fmt: skip
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
+            "then": {"properties": {"format": {"enum": list(sorted(STREAMABLE))}}},
+        },
+    )
 
-    text: str = Field(..., description="Text to speak, 1..4096 characters after strip.",
-                      json_schema_extra=TEXT_SCHEMA)
+    text: str = Field(
+        ..., description="Text to speak, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
+    )
     voice: str | None = Field(None, description="Preset id (GET /voices); null = default.")
     format: AudioFormat = Field("wav", description="Audio container/codec.")
     stream: bool = Field(False, description="Chunked transfer as each sentence is decoded.")
@@ -99,8 +101,9 @@ class SpeechRequest(Strict):
     """OpenAI's POST /v1/audio/speech body."""
 
     model: str = Field(..., min_length=1, max_length=256)
-    input: str = Field(..., description="Text, 1..4096 characters after strip.",
-                       json_schema_extra=TEXT_SCHEMA)
+    input: str = Field(
+        ..., description="Text, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
+    )
     voice: str = Field(..., min_length=1, max_length=128)
     response_format: OpenAIFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)

@@ -57,9 +57,7 @@ def audio_headers(run: JobRun, fmt: str) -> dict[str, str]:
     }
 
 
-async def whole_file(
-    run: JobRun, request: Request, fmt: str, transform: Transform | None = None
-) -> Response:
+async def whole_file(run: JobRun, request: Request, fmt: str, transform: Transform | None = None) -> Response:
     try:
         pcm = await run.collect(request.is_disconnected)
     finally:
@@ -102,8 +100,11 @@ async def _pcm_body(
             if event.type == "chunk":
                 yield out(event.pcm)
     except ApiError as exc:
-        log.warning("aborting stream after headers: %s", exc.message,
-                    extra={"job_id": run.job.id, "error_type": exc.type})  # fmt: skip
+        log.warning(
+            "aborting stream after headers: %s",
+            exc.message,
+            extra={"job_id": run.job.id, "error_type": exc.type},
+        )
         raise StreamAborted(exc.message) from exc
 
 
@@ -119,14 +120,10 @@ async def stream_audio(
         async for piece in _pcm_body(run, events, head, transform):
             yield piece
 
-    return _ClosingStream(
-        run, body(), media_type=FORMATS[fmt].media_type, headers=audio_headers(run, fmt)
-    )
+    return _ClosingStream(run, body(), media_type=FORMATS[fmt].media_type, headers=audio_headers(run, fmt))
 
 
-async def stream_sse(
-    run: JobRun, request: Request, fmt: str, transform: Transform | None = None
-) -> Response:
+async def stream_sse(run: JobRun, request: Request, fmt: str, transform: Transform | None = None) -> Response:
     """OpenAI's stream_format=sse: speech.audio.delta events (base64 audio), then done.
 
     pcm and wav deltas go out as each text chunk is decoded; other formats cannot be cut
@@ -150,9 +147,14 @@ async def stream_sse(
             first = False
         if fmt not in STREAMABLE:
             yield delta(await anyio.to_thread.run_sync(encode, b"".join(whole), fmt))
-        done = {"type": "speech.audio.done",
-                "usage": {"input_tokens": len(run.job.text), "output_tokens": samples,
-                          "total_tokens": len(run.job.text) + samples}}  # fmt: skip
+        done = {
+            "type": "speech.audio.done",
+            "usage": {
+                "input_tokens": len(run.job.text),
+                "output_tokens": samples,
+                "total_tokens": len(run.job.text) + samples,
+            },
+        }
         yield f"data: {json.dumps(done)}\n\n".encode()
 
     headers = audio_headers(run, fmt)

@@ -82,8 +82,7 @@ class JobRun:
                 elif event.type == "error":
                     self.finished = True
                     meta = event.meta
-                    raise from_type(str(meta.get("type")), str(meta.get("message")),
-                                    meta.get("param"))  # fmt: skip
+                    raise from_type(str(meta.get("type")), str(meta.get("message")), meta.get("param"))
                 yield event
         except ApiError as exc:
             # The job's own error, or ours while following it (deadline, client gone, Redis
@@ -164,8 +163,10 @@ async def submit(
     except ApiError as exc:
         state.metrics.jobs.labels(f"rejected_{exc.type}").inc()
         raise
-    log.info("job queued", extra={"job_id": job.id, "position": position, "seed": job.seed,
-                                  "voice": voice, "chars": len(text)})  # fmt: skip
+    log.info(
+        "job queued",
+        extra={"job_id": job.id, "position": position, "seed": job.seed, "voice": voice, "chars": len(text)},
+    )
     return JobRun(state, job, position)
 
 

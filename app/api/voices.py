@@ -72,8 +72,7 @@ class VoiceCatalog:
     async def upload(self, voice_id: str, data: bytes, *, overwrite: bool) -> VoiceOut:
         if not VOICE_ID_RE.match(voice_id):
             raise InvalidRequest(
-                "voice id must be 1-64 letters, digits, '_' or '-', starting with a letter or "
-                "digit",
+                "voice id must be 1-64 letters, digits, '_' or '-', starting with a letter or digit",
                 param="id",
             )
         if voice_id in (await self.builtin()).ids:
@@ -87,9 +86,7 @@ class VoiceCatalog:
         fields = voice_store.encode(preset, "uploaded")
         key = self.keys.voice(voice_id)
         # HSETNX on the index makes "create unless it exists" atomic against a racing upload.
-        if not overwrite and not await self.redis.hsetnx(
-            self.keys.uploaded_voices, voice_id, fields["etag"]
-        ):
+        if not overwrite and not await self.redis.hsetnx(self.keys.uploaded_voices, voice_id, fields["etag"]):
             raise Conflict(f"voice {voice_id!r} exists; DELETE it first", param="id")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)

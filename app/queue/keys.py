@@ -1,15 +1,15 @@
 """Every Redis key the service uses, in one place.
 
-  {p}:jobs                  stream of submitted jobs; consumer group {p}:workers
-  {p}:dead                  stream of dead-lettered jobs (delivered too many times)
-  {p}:job:{id}:out          per-job output stream: started / chunk* / done|error
-  {p}:job:{id}:cancel       cancel flag set by the API, polled by the worker
-  {p}:worker:{wid}          a worker's heartbeat (JSON, with a TTL)
-  {p}:workers:live          sorted set of worker ids, scored by when their heartbeat expires
-  {p}:voice:{id}            an uploaded preset: raw array bytes + dtype + shape (a hash)
-  {p}:voices:uploaded       hash of uploaded preset id -> etag
-  {p}:voices:builtin        JSON list of the model's built-in presets, published by workers
-  {p}:builtin:{model}:{id}  a built-in preset cached by a worker on first use
+{p}:jobs                  stream of submitted jobs; consumer group {p}:workers
+{p}:dead                  stream of dead-lettered jobs (delivered too many times)
+{p}:job:{id}:out          per-job output stream: started / chunk* / done|error
+{p}:job:{id}:cancel       cancel flag set by the API, polled by the worker
+{p}:worker:{wid}          a worker's heartbeat (JSON, with a TTL)
+{p}:workers:live          sorted set of worker ids, scored by when their heartbeat expires
+{p}:voice:{id}            an uploaded preset: raw array bytes + dtype + shape (a hash)
+{p}:voices:uploaded       hash of uploaded preset id -> etag
+{p}:voices:builtin        JSON list of the model's built-in presets, published by workers
+{p}:builtin:{model}:{id}  a built-in preset cached by a worker on first use
 """
 
 from __future__ import annotations

@@ -76,8 +76,7 @@ class Event:
 
     @classmethod
     def error(cls, status: int, type_: str, message: str, param: str | None = None) -> Event:
-        return cls("error", meta={"status": status, "type": type_, "message": message,
-                                  "param": param})  # fmt: skip
+        return cls("error", meta={"status": status, "type": type_, "message": message, "param": param})
 
 
 def to_pcm16(audio: np.ndarray) -> bytes:

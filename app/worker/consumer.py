@@ -112,8 +112,7 @@ class Consumer:
     def touch(self, entry_ids: list[int | bytes | str | memoryview]) -> None:
         """Reset the idle time of entries we are working on, without counting a delivery."""
         if entry_ids:
-            self.redis.xclaim(self.keys.jobs, self.keys.group, self.name, 0, list(entry_ids),
-                              justid=True)  # fmt: skip
+            self.redis.xclaim(self.keys.jobs, self.keys.group, self.name, 0, list(entry_ids), justid=True)
 
     def emit(self, job_id: str, event: Event) -> None:
         key = self.keys.out(job_id)
@@ -137,10 +136,16 @@ class Consumer:
         """Park a job that keeps killing workers, and tell its client."""
         job = delivery.job
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.keys.dead, {"job": job.to_fields()["job"] if job else b"",
-                                       "reason": reason,
-                                       "deliveries": str(delivery.deliveries)},
-                      maxlen=10_000, approximate=True)  # fmt: skip
+            pipe.xadd(
+                self.keys.dead,
+                {
+                    "job": job.to_fields()["job"] if job else b"",
+                    "reason": reason,
+                    "deliveries": str(delivery.deliveries),
+                },
+                maxlen=10_000,
+                approximate=True,
+            )
             pipe.execute()
         self.finish(delivery, Event.error(500, "generation_failed", reason))
 

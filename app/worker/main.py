@@ -41,10 +41,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: v for k, v in {
-        "model": args.model, "redis_url": args.redis_url, "device": args.device,
-        "dtype": args.dtype, "batch_size": args.batch_size,
-    }.items() if v is not None}  # fmt: skip
+    overrides = {
+        k: v
+        for k, v in {
+            "model": args.model,
+            "redis_url": args.redis_url,
+            "device": args.device,
+            "dtype": args.dtype,
+            "batch_size": args.batch_size,
+        }.items()
+        if v is not None
+    }
     return Settings(**overrides)
 
 
@@ -91,18 +98,34 @@ def main(argv: list[str] | None = None) -> int:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = _device(settings.device)
-    heartbeat.update(state="loading", model=choice.model, device=device, dtype=settings.dtype,
-                     batch_size=settings.batch_size)  # fmt: skip
-    pipe = BarkPipeline.load(choice.model, revision=settings.revision, device=device,
-                             dtype=settings.dtype, offload=settings.offload)  # fmt: skip
+    heartbeat.update(
+        state="loading",
+        model=choice.model,
+        device=device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+    )
+    pipe = BarkPipeline.load(
+        choice.model,
+        revision=settings.revision,
+        device=device,
+        dtype=settings.dtype,
+        offload=settings.offload,
+    )
     if pipe.is_random_demo:
         log.warning(random_weights_banner(pipe.model_name))
     # `auto` is resolved by the pipeline: publish what it chose
     heartbeat.update(model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo)
-    client.set(keys.builtin_voices, json.dumps({
-        "model": pipe.model_name, "demo": pipe.is_random_demo,
-        "ids": [v.id for v in pipe.voices.list()],
-    }))  # fmt: skip
+    client.set(
+        keys.builtin_voices,
+        json.dumps(
+            {
+                "model": pipe.model_name,
+                "demo": pipe.is_random_demo,
+                "ids": [v.id for v in pipe.voices.list()],
+            }
+        ),
+    )
 
     consumer = Consumer(
         client,
@@ -113,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         stream_ttl_s=int(settings.request_timeout_s + settings.job_ttl_s),
     )
     voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
-    runner = BatchRunner(pipe, consumer, voices, ActiveJobs(), worker_id,
-                         Faults(settings.fault_injection))
+    runner = BatchRunner(pipe, consumer, voices, ActiveJobs(), worker_id, Faults(settings.fault_injection))
     worker = Worker(
         consumer,
         runner,
@@ -126,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         claim_idle_s=settings.claim_idle_s,
     )
     loading.stop()  # from here the worker's Background thread beats
-    log.info("worker ready", extra={"worker_id": worker_id, "model": pipe.model_name,
-                                    "device": device, "dtype": pipe.dtype})  # fmt: skip
+    log.info(
+        "worker ready",
+        extra={"worker_id": worker_id, "model": pipe.model_name, "device": device, "dtype": pipe.dtype},
+    )
     worker.run()
     return 0
 

@@ -105,10 +105,13 @@ class BatchRunner:
             self.consumer.finish(delivery, error_event(GenerationFailed(f"bad job: {exc}")))
             return None
         active = self.active.add(delivery)
-        request = SynthesisRequest(text=job.text, voice=voice, params=params, seed=job.seed,
-                                   should_cancel=active.should_cancel)  # fmt: skip
-        self.consumer.emit(job.id, Event("started", meta={
-            "worker": self.worker_id, "attempt": delivery.deliveries, "batch": batch}))  # fmt: skip
+        request = SynthesisRequest(
+            text=job.text, voice=voice, params=params, seed=job.seed, should_cancel=active.should_cancel
+        )
+        self.consumer.emit(
+            job.id,
+            Event("started", meta={"worker": self.worker_id, "attempt": delivery.deliveries, "batch": batch}),
+        )
         log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
         self.faults.on_start(job)
         return Row(delivery, request, active, time.perf_counter())
@@ -178,19 +181,31 @@ class BatchRunner:
         pcm = to_pcm16(chunk.audio)
         row.samples += len(pcm) // 2
         row.chunks += 1
-        meta = {"text": chunk.text, "n_chunks": chunk.n_chunks,
-                "stage_seconds": {k: round(v, 6) for k, v in chunk.stage_seconds.items()},
-                "stage_batch": chunk.stage_batch}  # fmt: skip
+        meta = {
+            "text": chunk.text,
+            "n_chunks": chunk.n_chunks,
+            "stage_seconds": {k: round(v, 6) for k, v in chunk.stage_seconds.items()},
+            "stage_batch": chunk.stage_batch,
+        }
         self.consumer.emit(row.job_id, Event("chunk", seq=chunk.chunk_index, meta=meta, pcm=pcm))
         if chunk.is_last:
             seconds = time.perf_counter() - row.started
             duration = row.samples / SAMPLE_RATE
-            self._settle(row, Event("done", meta={
-                "duration_s": round(duration, 4), "samples": row.samples, "chunks": row.chunks,
-                "gen_seconds": round(seconds, 4),
-                "rtf": round(seconds / duration, 4) if duration > 0 else None,
-                "worker": self.worker_id, "attempt": row.delivery.deliveries,
-            }))  # fmt: skip
+            self._settle(
+                row,
+                Event(
+                    "done",
+                    meta={
+                        "duration_s": round(duration, 4),
+                        "samples": row.samples,
+                        "chunks": row.chunks,
+                        "gen_seconds": round(seconds, 4),
+                        "rtf": round(seconds / duration, 4) if duration > 0 else None,
+                        "worker": self.worker_id,
+                        "attempt": row.delivery.deliveries,
+                    },
+                ),
+            )
 
     def _settle(self, row: Row, event: Event) -> None:
         if row.active.dropped_at is not None:

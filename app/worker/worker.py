@@ -36,8 +36,7 @@ class Worker:
         self.batch_size = batch_size
         self.max_deliveries = max_deliveries
         self.reclaim_every_s = max(0.2, claim_idle_s / 4)
-        self.background = Background(consumer, heartbeat, active,
-                                     heartbeat_interval_s=heartbeat_interval_s)  # fmt: skip
+        self.background = Background(consumer, heartbeat, active, heartbeat_interval_s=heartbeat_interval_s)
         self.stopping = threading.Event()
         self.jobs_done = 0
         # While a batch runs, jobs join it; but a batch that never ends would never let this
@@ -108,8 +107,9 @@ class Worker:
         except REDIS_DOWN:
             return []  # the batch in hand goes on; the outage surfaces when it writes
         if joined:
-            self.heartbeat.update(jobs=[a.job_id for a in self.active.snapshot()]
-                                  + [d.job.id for d in joined if d.job])  # fmt: skip
+            self.heartbeat.update(
+                jobs=[a.job_id for a in self.active.snapshot()] + [d.job.id for d in joined if d.job]
+            )
         return joined
 
     def _admit(self, batch: list[Delivery]) -> list[Delivery]:
@@ -122,8 +122,7 @@ class Worker:
             if d.job is None:
                 self.consumer.finish(d, Event("error"))
             elif d.deliveries > self.max_deliveries:
-                log.error("dead-lettering job after %d deliveries", d.deliveries,
-                          extra={"job_id": d.job.id})  # fmt: skip
+                log.error("dead-lettering job after %d deliveries", d.deliveries, extra={"job_id": d.job.id})
                 self.consumer.dead_letter(
                     d, f"job was delivered {d.deliveries} times; its workers kept dying"
                 )

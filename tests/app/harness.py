@@ -49,8 +49,7 @@ def free_port() -> int:
 
 
 def make_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
-    values = {**FAST, "redis_url": redis_url, "redis_prefix": prefix, "port": free_port(),
-              **overrides}  # fmt: skip
+    values = {**FAST, "redis_url": redis_url, "redis_prefix": prefix, "port": free_port(), **overrides}
     return Settings(**values)
 
 
@@ -102,10 +101,15 @@ def ws_job(ws: Any, timeout: float = 90) -> tuple[list[dict[str, Any]], bytes]:
 
 def worker_env(redis_url: str, prefix: str, model: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "BARK_REDIS_URL": redis_url, "BARK_REDIS_PREFIX": prefix, "BARK_MODEL": str(model),
-        "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "BARK_REDIS_URL": redis_url,
+            "BARK_REDIS_PREFIX": prefix,
+            "BARK_MODEL": str(model),
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     env.update({f"BARK_{k.upper()}": str(v) for k, v in FAST.items()})
     env.update(extra)
     return env
@@ -125,8 +129,13 @@ class Workers:
         started = []
         for _ in range(n):
             log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-            proc = subprocess.Popen([sys.executable, "-m", "app.worker.main"], env=self.env,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "app.worker.main"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
             self.procs.append(proc)
             started.append(proc)
         self.wait_ready({p.pid for p in started})

@@ -88,6 +88,7 @@ def test_body_limit_is_413(empty):
     big = json.dumps({"text": "x" * (70 * 1024)})
     r = empty.post("/synthesize", content=big, headers={"content-type": "application/json"})
     assert_error(r, 413, "payload_too_large")
+
     # also without a Content-Length (chunked upload)
     def chunks():
         yield big.encode()
@@ -104,10 +105,12 @@ def test_request_id_is_echoed_or_made(empty):
 
 def test_openai_speed_and_model(empty):
     base = {"model": "tts-1", "input": "hi", "voice": "alloy"}
-    assert_error(empty.post("/v1/audio/speech", json={**base, "model": "whisper-9"}), 404,
-                 "model_not_found", "model")  # fmt: skip
-    assert_error(empty.post("/v1/audio/speech", json={**base, "speed": 9}), 422,
-                 "invalid_request_error", "speed")  # fmt: skip
+    assert_error(
+        empty.post("/v1/audio/speech", json={**base, "model": "whisper-9"}), 404, "model_not_found", "model"
+    )
+    assert_error(
+        empty.post("/v1/audio/speech", json={**base, "speed": 9}), 422, "invalid_request_error", "speed"
+    )
 
 
 def test_queue_full_is_429(make_api, redis_url):
@@ -154,8 +157,11 @@ def test_api_keys(make_api):
 
 def test_cors_allow_list(make_api):
     server = make_api(f"cors{uuid.uuid4().hex[:6]}", cors_origins=["https://ok.example"])
-    preflight = {"origin": "https://ok.example", "access-control-request-method": "POST",
-                 "access-control-request-headers": "content-type"}  # fmt: skip
+    preflight = {
+        "origin": "https://ok.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+    }
     with httpx.Client(base_url=server.url, timeout=10) as c:
         r = c.options("/synthesize", headers=preflight)
         assert r.headers["access-control-allow-origin"] == "https://ok.example"

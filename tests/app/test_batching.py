@@ -16,8 +16,14 @@ from app.queue.messages import Event
 
 # greedy, no EOS stop: 4 s of audio, 200 semantic tokens; A is still in its semantic stage
 # when B arrives a few milliseconds after A started
-BODY = {"text": "Hello there.", "text_temp": 0, "waveform_temp": 0, "fine_temp": 0,
-        "min_eos_p": None, "max_duration_s": 4.0}  # fmt: skip
+BODY = {
+    "text": "Hello there.",
+    "text_temp": 0,
+    "waveform_temp": 0,
+    "fine_temp": 0,
+    "min_eos_p": None,
+    "max_duration_s": 4.0,
+}
 
 
 def _stage_batches(r: redis.Redis, keys: Keys, job_id: str) -> list[dict[str, int]]:
@@ -47,8 +53,9 @@ def test_a_job_arriving_mid_batch_joins_it(make_api, redis_url, tiny_checkpoint,
         assert _stage_batches(r, keys, b_id) == [a_batches]
         assert a_batches["coarse"] == a_batches["fine"] == 2 and a_batches["semantic"] in (1, 2)
         with httpx.Client(base_url=server.url, timeout=120) as http:
-            alone = http.post("/synthesize", json={**BODY, "text": "Other words here.", "seed": 2,
-                                                   "format": "pcm"})  # fmt: skip
+            alone = http.post(
+                "/synthesize", json={**BODY, "text": "Other words here.", "seed": 2, "format": "pcm"}
+            )
         assert alone.status_code == 200 and alone.content == b_pcm
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'bark_stage_batch_rows_bucket{le="1.0",stage="coarse"} 1.0' in metrics  # the lone rerun

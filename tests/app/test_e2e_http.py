@@ -13,8 +13,7 @@ import pytest
 import soundfile as sf
 
 LONG = " ".join(
-    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself."
-    for i in range(6)
+    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(6)
 )  # three text chunks
 
 
@@ -33,9 +32,8 @@ def test_whole_wav_has_exact_headers(client):
 
 @pytest.mark.parametrize(
     ("fmt", "media"),
-    [("flac", "audio/flac"), ("ogg", "audio/ogg"), ("mp3", "audio/mpeg"),
-     ("opus", "audio/ogg; codecs=opus")],
-)  # fmt: skip
+    [("flac", "audio/flac"), ("ogg", "audio/ogg"), ("mp3", "audio/mpeg"), ("opus", "audio/ogg; codecs=opus")],
+)
 def test_compressed_formats(client, fmt, media):
     r = client.post("/synthesize", json={"text": "Hi.", "format": fmt, "seed": 1})
     assert r.status_code == 200, r.text
@@ -103,10 +101,23 @@ def test_unknown_voice_is_404(client):
 
 
 def test_builtin_voice_and_generation_knobs(client):
-    r = client.post("/synthesize", json={
-        "text": "Voices.", "voice": "v2/en_speaker_3", "seed": 1, "text_temp": 0,
-        "waveform_temp": 0, "fine_temp": 0, "min_eos_p": 0.5, "top_k": 50, "top_p": 0.9,
-        "continuity": "rolling", "max_duration_s": 0.2, "format": "pcm"})  # fmt: skip
+    r = client.post(
+        "/synthesize",
+        json={
+            "text": "Voices.",
+            "voice": "v2/en_speaker_3",
+            "seed": 1,
+            "text_temp": 0,
+            "waveform_temp": 0,
+            "fine_temp": 0,
+            "min_eos_p": 0.5,
+            "top_k": 50,
+            "top_p": 0.9,
+            "continuity": "rolling",
+            "max_duration_s": 0.2,
+            "format": "pcm",
+        },
+    )
     assert r.status_code == 200, r.text
     # the server caps chunk duration too (0.25 s in tests): 0.2 s asked, at most that back
     assert 0 < len(r.content) // 2 <= int(0.2 * 24000) + 320
@@ -115,9 +126,12 @@ def test_builtin_voice_and_generation_knobs(client):
 def _npz(seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     buffer = io.BytesIO()
-    np.savez(buffer, semantic_prompt=rng.integers(0, 10_000, 40),
-             coarse_prompt=rng.integers(0, 1024, (2, 60)),
-             fine_prompt=rng.integers(0, 1024, (8, 60)))  # fmt: skip
+    np.savez(
+        buffer,
+        semantic_prompt=rng.integers(0, 10_000, 40),
+        coarse_prompt=rng.integers(0, 1024, (2, 60)),
+        fine_prompt=rng.integers(0, 1024, (8, 60)),
+    )
     return buffer.getvalue()
 
 
@@ -131,8 +145,7 @@ def test_voice_upload_use_and_delete(client):
     files = {"file": ("mine.npz", _npz(), "application/octet-stream")}
     r = client.post("/voices", data={"id": "my-voice"}, files=files)
     assert r.status_code == 201, r.text
-    assert r.json() == {"id": "my-voice", "language": None, "language_name": None,
-                        "source": "uploaded"}  # fmt: skip
+    assert r.json() == {"id": "my-voice", "language": None, "language_name": None, "source": "uploaded"}
     assert client.post("/voices", data={"id": "my-voice"}, files=files).status_code == 409
     ids = {v["id"] for v in client.get("/voices").json()["data"]}
     assert "my-voice" in ids
@@ -141,8 +154,12 @@ def test_voice_upload_use_and_delete(client):
     assert r.status_code == 200 and len(r.content) > 0
 
     # replaced with different arrays: the workers' LRU must not serve the old version
-    r = client.post("/voices", params={"overwrite": "true"}, data={"id": "my-voice"},
-                    files={"file": ("b.npz", _npz(1), "application/octet-stream")})  # fmt: skip
+    r = client.post(
+        "/voices",
+        params={"overwrite": "true"},
+        data={"id": "my-voice"},
+        files={"file": ("b.npz", _npz(1), "application/octet-stream")},
+    )
     assert r.status_code == 201
     r = client.post("/synthesize", json={"text": "Mine.", "voice": "my-voice", "format": "pcm"})
     assert r.status_code == 200
@@ -169,10 +186,17 @@ def test_voice_upload_is_validated(client, voice_id, payload, status, param):
 
 def test_bad_preset_arrays_name_the_field(client):
     buffer = io.BytesIO()
-    np.savez(buffer, semantic_prompt=np.arange(40), coarse_prompt=np.zeros((3, 60), int),
-             fine_prompt=np.zeros((8, 60), int))  # fmt: skip
-    r = client.post("/voices", data={"id": "bad"},
-                    files={"file": ("x.npz", buffer.getvalue(), "application/octet-stream")})
+    np.savez(
+        buffer,
+        semantic_prompt=np.arange(40),
+        coarse_prompt=np.zeros((3, 60), int),
+        fine_prompt=np.zeros((8, 60), int),
+    )
+    r = client.post(
+        "/voices",
+        data={"id": "bad"},
+        files={"file": ("x.npz", buffer.getvalue(), "application/octet-stream")},
+    )
     assert r.status_code == 422 and r.json()["error"]["param"] == "coarse_prompt"
 
 
@@ -188,10 +212,14 @@ def test_readyz_and_metrics(client):
     assert {w["device"] for w in ready["workers"]} == {"cpu"}
     client.post("/synthesize", json={"text": "Count me.", "format": "pcm"})
     text = client.get("/metrics").text
-    for name in ("bark_queue_waiting", "bark_jobs_total{outcome=\"done\"}",
-                 "bark_stage_seconds_bucket{le=\"0.01\",stage=\"semantic\"}",
-                 "bark_real_time_factor_count", "bark_time_to_first_audio_seconds_count",
-                 "bark_workers_live 2.0"):  # fmt: skip
+    for name in (
+        "bark_queue_waiting",
+        'bark_jobs_total{outcome="done"}',
+        'bark_stage_seconds_bucket{le="0.01",stage="semantic"}',
+        "bark_real_time_factor_count",
+        "bark_time_to_first_audio_seconds_count",
+        "bark_workers_live 2.0",
+    ):
         assert name in text, name
 
 

@@ -25,17 +25,21 @@ def test_create_mp3_default(oai):
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "opus"])
 def test_create_formats(oai, fmt):
-    data = oai.audio.speech.create(model="tts-1-hd", voice="nova", input="Formats.",
-                                   response_format=fmt).read()  # fmt: skip
+    data = oai.audio.speech.create(
+        model="tts-1-hd", voice="nova", input="Formats.", response_format=fmt
+    ).read()
     audio, sr = sf.read(io.BytesIO(data))
     assert sr == 24000 and len(audio) > 0
 
 
 def test_with_streaming_response_wav(oai, tmp_path):
     with oai.audio.speech.with_streaming_response.create(
-        model="gpt-4o-mini-tts", voice="v2/en_speaker_2", input="Streaming. Two sentences.",
-        response_format="wav", instructions="Speak cheerfully.",
-    ) as response:  # fmt: skip
+        model="gpt-4o-mini-tts",
+        voice="v2/en_speaker_2",
+        input="Streaming. Two sentences.",
+        response_format="wav",
+        instructions="Speak cheerfully.",
+    ) as response:
         assert response.headers["transfer-encoding"] == "chunked"
         target = tmp_path / "speech.wav"
         response.stream_to_file(target)
@@ -58,8 +62,13 @@ def test_sse_stream_format(api, client):
     import base64
     import json
 
-    body = {"model": "tts-1", "voice": "alloy", "input": "Events.", "response_format": "pcm",
-            "stream_format": "sse"}  # fmt: skip
+    body = {
+        "model": "tts-1",
+        "voice": "alloy",
+        "input": "Events.",
+        "response_format": "pcm",
+        "stream_format": "sse",
+    }
     with client.stream("POST", "/v1/audio/speech", json=body) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
@@ -78,7 +87,8 @@ def test_sdk_errors_map_to_exceptions(oai):
 
 
 def test_speed_is_applied(oai):
-    data = oai.audio.speech.create(model="tts-1", voice="alloy", input="Faster.",
-                                   response_format="wav", speed=2.0).read()  # fmt: skip
+    data = oai.audio.speech.create(
+        model="tts-1", voice="alloy", input="Faster.", response_format="wav", speed=2.0
+    ).read()
     audio, sr = sf.read(io.BytesIO(data))
     assert sr == 24000 and len(audio) > 0

@@ -12,8 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 LONG = " ".join(
-    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself."
-    for i in range(40)
+    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(40)
 )  # about twenty text chunks: seconds of work even on the tiny checkpoint
 
 
@@ -114,8 +113,7 @@ def test_oversize_message_closes_1009(api, client):
 
 
 def test_origin_allow_list_and_keys(make_api, redis_url):
-    server = make_api(f"wsk{uuid.uuid4().hex[:6]}", api_keys=["sekrit"],
-                      ws_origins=["https://good.example"])  # fmt: skip
+    server = make_api(f"wsk{uuid.uuid4().hex[:6]}", api_keys=["sekrit"], ws_origins=["https://good.example"])
     url = f"{server.ws_url}/ws/synthesize"
     with pytest.raises(InvalidStatus) as info:
         connect(url, origin="https://evil.example", additional_headers={"x-api-key": "sekrit"})

@@ -75,8 +75,12 @@ def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*command, "--port", str(port), "--workers", "1", "--model", str(tiny_checkpoint)],
-            cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = Served(f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S

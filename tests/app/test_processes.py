@@ -15,8 +15,7 @@ from harness import REPO, ws_job
 from websockets.sync.client import connect
 
 LONG = " ".join(
-    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself."
-    for i in range(10)
+    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(10)
 )
 
 
@@ -28,8 +27,9 @@ def test_api_process_never_imports_torch():
         "bad = [m for m in ('torch', 'transformers', 'bark_core.pipeline') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -56,10 +56,17 @@ def test_sigterm_finishes_the_job_in_hand(api, client, workers):
 
 
 def test_batched_jobs_match_solo_runs(api, client, workers):
-    voices = ["v2/en_speaker_1", "v2/de_speaker_2", None, "v2/fr_speaker_3", "v2/en_speaker_9",
-              None]  # fmt: skip
-    bodies = [{"text": f"Batch row {i}. " * (1 + i % 3), "voice": v, "seed": 100 + i,
-               "format": "pcm", "text_temp": 0.5 + 0.1 * i} for i, v in enumerate(voices)]  # fmt: skip
+    voices = ["v2/en_speaker_1", "v2/de_speaker_2", None, "v2/fr_speaker_3", "v2/en_speaker_9", None]
+    bodies = [
+        {
+            "text": f"Batch row {i}. " * (1 + i % 3),
+            "voice": v,
+            "seed": 100 + i,
+            "format": "pcm",
+            "text_temp": 0.5 + 0.1 * i,
+        }
+        for i, v in enumerate(voices)
+    ]
     batched: dict[int, tuple[bytes, int]] = {}
 
     def run(i: int) -> None:

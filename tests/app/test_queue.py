@@ -26,18 +26,33 @@ from app.worker.worker import Worker
 
 def job(text: str = "hi", deadline_s: float = 30) -> Job:
     now = time.time()
-    return Job(id=uuid.uuid4().hex, text=text, voice=None, voice_etag=None, params={},
-               seed=7, submitted_at=now, deadline=now + deadline_s)  # fmt: skip
+    return Job(
+        id=uuid.uuid4().hex,
+        text=text,
+        voice=None,
+        voice_etag=None,
+        params={},
+        seed=7,
+        submitted_at=now,
+        deadline=now + deadline_s,
+    )
 
 
 def queue(url: str, prefix: str, queue_max: int = 4) -> JobQueue:
-    return JobQueue(async_client(url, 2.0), Keys(prefix), queue_max=queue_max, retry_after_s=3,
-                    job_ttl_s=60, heartbeat_ttl_s=5)  # fmt: skip
+    return JobQueue(
+        async_client(url, 2.0),
+        Keys(prefix),
+        queue_max=queue_max,
+        retry_after_s=3,
+        job_ttl_s=60,
+        heartbeat_ttl_s=5,
+    )
 
 
 def consumer(url: str, prefix: str, name: str, claim_idle_ms: int = 300) -> Consumer:
-    c = Consumer(sync_client(url, 2.0), Keys(prefix), name, claim_idle_ms=claim_idle_ms,
-                 job_ttl_s=60, stream_ttl_s=120)  # fmt: skip
+    c = Consumer(
+        sync_client(url, 2.0), Keys(prefix), name, claim_idle_ms=claim_idle_ms, job_ttl_s=60, stream_ttl_s=120
+    )
     c.ensure_group()
     return c
 
@@ -123,7 +138,11 @@ def test_rerun_chunks_are_forwarded_once(redis_url, prefix):
         second.finish(again, Event("done", meta={"rtf": 0.5}))
         events = [e async for e in q.follow(j.id, time.time() + 10)]
         assert [(e.type, e.seq) for e in events] == [
-            ("started", -1), ("chunk", 0), ("chunk", 1), ("chunk", 2), ("done", -1)
+            ("started", -1),
+            ("chunk", 0),
+            ("chunk", 1),
+            ("chunk", 2),
+            ("done", -1),
         ]
         assert b"".join(e.pcm for e in events) == b"\x01\x00\x02\x00\x03\x00"
         # settled: acked and removed from the stream
@@ -226,9 +245,16 @@ def test_joining_stops_while_a_dead_workers_job_waits(redis_url, prefix):
     (stranded,) = dead.read(1, None)  # ... and its worker dies holding it
     live = consumer(redis_url, prefix, "live")
     client = sync_client(redis_url, 2.0)
-    worker = Worker(live, runner=None, heartbeat=Heartbeat(client, Keys(prefix), "live", 5),  # type: ignore[arg-type]
-                    active=ActiveJobs(), batch_size=4, max_deliveries=3,
-                    heartbeat_interval_s=1, claim_idle_s=0.3)  # fmt: skip
+    worker = Worker(
+        live,
+        runner=None,
+        heartbeat=Heartbeat(client, Keys(prefix), "live", 5),  # type: ignore[arg-type]
+        active=ActiveJobs(),
+        batch_size=4,
+        max_deliveries=3,
+        heartbeat_interval_s=1,
+        claim_idle_s=0.3,
+    )
     assert not live.has_reclaimable()
     assert len(worker._more(1)) == 1  # nothing stranded yet: a new job joins
     time.sleep(0.45)  # the dead worker's entry is now idle past claim_idle

@@ -21,8 +21,7 @@ from app.worker.consumer import Consumer
 from app.worker.worker import Worker
 
 TEXT = " ".join(
-    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself."
-    for i in range(12)
+    f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(12)
 )  # about six text chunks
 
 
@@ -63,8 +62,14 @@ def test_sigkilled_worker_job_completes_elsewhere(api, client, workers):
 
 def _scripted_worker(redis_url: str, prefix: str, script) -> threading.Thread:
     """A stand-in worker on the real queue: takes one job and writes the given events."""
-    consumer = Consumer(sync_client(redis_url, 2.0), Keys(prefix), "scripted", claim_idle_ms=60_000,
-                        job_ttl_s=60, stream_ttl_s=60)  # fmt: skip
+    consumer = Consumer(
+        sync_client(redis_url, 2.0),
+        Keys(prefix),
+        "scripted",
+        claim_idle_ms=60_000,
+        job_ttl_s=60,
+        stream_ttl_s=60,
+    )
     consumer.ensure_group()
 
     def run() -> None:
@@ -117,8 +122,12 @@ def test_failure_before_audio_gets_a_status(make_api, redis_url):
     with httpx.Client(base_url=server.url, timeout=20) as c:
         r = c.post("/synthesize", json={"text": "x", "stream": True})
     assert r.status_code == 500
-    assert r.json()["error"] == {"message": "model broke", "type": "generation_failed",
-                                 "param": None, "code": 500}  # fmt: skip
+    assert r.json()["error"] == {
+        "message": "model broke",
+        "type": "generation_failed",
+        "param": None,
+        "code": 500,
+    }
 
 
 def test_poison_job_is_dead_lettered(redis_url, make_api):
@@ -130,9 +139,16 @@ def test_poison_job_is_dead_lettered(redis_url, make_api):
     client = sync_client(redis_url, 2.0)
     crashy = Consumer(client, keys, "crashy", claim_idle_ms=100, job_ttl_s=60, stream_ttl_s=60)
     crashy.ensure_group()
-    worker = Worker(crashy, runner=None, heartbeat=Heartbeat(client, keys, "crashy", 5),  # type: ignore[arg-type]
-                    active=ActiveJobs(), batch_size=1, max_deliveries=2,
-                    heartbeat_interval_s=1, claim_idle_s=5)  # fmt: skip
+    worker = Worker(
+        crashy,
+        runner=None,
+        heartbeat=Heartbeat(client, keys, "crashy", 5),  # type: ignore[arg-type]
+        active=ActiveJobs(),
+        batch_size=1,
+        max_deliveries=2,
+        heartbeat_interval_s=1,
+        claim_idle_s=5,
+    )
     result: dict = {}
 
     def call() -> None:

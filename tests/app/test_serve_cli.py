@@ -75,8 +75,13 @@ def test_one_command_serves_offline_demo_and_stops_cleanly(tmp_path):
     env.pop("BARK_MODEL", None)
     env.pop("BARK_REDIS_URL", None)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([*command(), "--port", str(port), "--workers", "1"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
+    proc = subprocess.Popen(
+        [*command(), "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         ready = wait_ready(url, proc, timeout=240)
@@ -107,10 +112,15 @@ def test_one_command_serves_offline_demo_and_stops_cleanly(tmp_path):
 
 def test_with_redis_url_it_runs_only_the_api(redis_url, tmp_path):
     port = free_port()
-    env = {**os.environ, "BARK_REDIS_URL": redis_url, "PYTHONPATH": str(REPO),
-           "BARK_REDIS_PREFIX": f"solo{uuid.uuid4().hex[:6]}"}  # fmt: skip
-    proc = subprocess.Popen([*command(), "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "BARK_REDIS_URL": redis_url,
+        "PYTHONPATH": str(REPO),
+        "BARK_REDIS_PREFIX": f"solo{uuid.uuid4().hex[:6]}",
+    }
+    proc = subprocess.Popen(
+        [*command(), "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -11,11 +11,13 @@ from bark_core.voices import VoicePreset
 def preset(seed: int = 0, n: int = 20) -> VoicePreset:
     rng = np.random.default_rng(seed)
     frames = int(n * 1.5)
-    return VoicePreset.from_arrays({
-        "semantic_prompt": rng.integers(0, 10_000, n),
-        "coarse_prompt": rng.integers(0, 1024, (2, frames)),
-        "fine_prompt": rng.integers(0, 1024, (8, frames)),
-    })  # fmt: skip
+    return VoicePreset.from_arrays(
+        {
+            "semantic_prompt": rng.integers(0, 10_000, n),
+            "coarse_prompt": rng.integers(0, 1024, (2, frames)),
+            "fine_prompt": rng.integers(0, 1024, (8, frames)),
+        }
+    )
 
 
 def as_redis(fields):

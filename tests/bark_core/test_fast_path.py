@@ -150,8 +150,11 @@ def test_cpu_fp32_linears_are_packed_and_agree_with_aten(pipeline, tiny_checkpoi
         pytest.skip("this torch has no oneDNN weight packing")
     plain = BarkPipeline.load(str(tiny_checkpoint), pack=False)
     # every block's four linears; the semantic head too (the coarse one is sliced per step)
-    for ours, theirs, heads in ((pipeline.semantic, plain.semantic, 1), (pipeline.coarse, plain.coarse, 0),
-                                (pipeline.fine, plain.fine, 0)):  # fmt: skip
+    for ours, theirs, heads in (
+        (pipeline.semantic, plain.semantic, 1),
+        (pipeline.coarse, plain.coarse, 0),
+        (pipeline.fine, plain.fine, 0),
+    ):
         packed = [m for m in ours.modules() if isinstance(m, PackedLinear)]
         assert len(packed) == 4 * len(ours.layers) + heads
         assert not any(isinstance(m, PackedLinear) for m in theirs.modules())

@@ -28,24 +28,41 @@ def _run(q: StageQueues[str], arrivals: dict[int, list[str]]) -> list[tuple[str,
 
 def test_a_fixed_batch_moves_in_lockstep() -> None:
     log = _run(StageQueues(), {0: ["a", "b"]})
-    assert log == [("semantic", ["a", "b"]), ("coarse", ["a", "b"]), ("fine", ["a", "b"]),
-                   ("codec", ["a", "b"])]  # fmt: skip
+    assert log == [
+        ("semantic", ["a", "b"]),
+        ("coarse", ["a", "b"]),
+        ("fine", ["a", "b"]),
+        ("codec", ["a", "b"]),
+    ]
 
 
 def test_a_late_request_catches_up_and_shares_the_later_stages() -> None:
     # b arrives while a is at coarse: a waits one semantic run, then both share coarse and fine
     log = _run(StageQueues(), {0: ["a"], 1: ["b"]})
-    assert log == [("semantic", ["a"]), ("semantic", ["b"]), ("coarse", ["a", "b"]),
-                   ("fine", ["a", "b"]), ("codec", ["a", "b"])]  # fmt: skip
+    assert log == [
+        ("semantic", ["a"]),
+        ("semantic", ["b"]),
+        ("coarse", ["a", "b"]),
+        ("fine", ["a", "b"]),
+        ("codec", ["a", "b"]),
+    ]
 
 
 def test_a_held_request_is_not_held_again_at_the_same_stage() -> None:
     # a is held at coarse for b; c arrives then: a and b run coarse first, and c, two stages
     # behind, cannot join them, so it does not hold them at fine either
     log = _run(StageQueues(), {0: ["a"], 1: ["b"], 2: ["c"]})
-    assert log == [("semantic", ["a"]), ("semantic", ["b"]), ("coarse", ["a", "b"]),
-                   ("fine", ["a", "b"]), ("codec", ["a", "b"]),
-                   ("semantic", ["c"]), ("coarse", ["c"]), ("fine", ["c"]), ("codec", ["c"])]  # fmt: skip
+    assert log == [
+        ("semantic", ["a"]),
+        ("semantic", ["b"]),
+        ("coarse", ["a", "b"]),
+        ("fine", ["a", "b"]),
+        ("codec", ["a", "b"]),
+        ("semantic", ["c"]),
+        ("coarse", ["c"]),
+        ("fine", ["c"]),
+        ("codec", ["c"]),
+    ]
 
 
 def test_work_one_stage_behind_joins_once_then_the_held_stage_runs() -> None:

@@ -83,8 +83,10 @@ class Chromium:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [self.executable, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + self.start_timeout_s
@@ -125,8 +127,13 @@ class Chromium:
                 page = Page(conn, attached["sessionId"])
                 for domain in ("Page", "Runtime", "Log"):
                     await page.send(f"{domain}.enable")
-                await page.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                                deviceScaleFactor=1, mobile=False)  # fmt: skip
+                await page.send(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=width,
+                    height=height,
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 yield page
                 with contextlib.suppress(CdpError, websockets.ConnectionClosed):
                     await conn.send("Target.closeTarget", targetId=target["targetId"])
@@ -145,8 +152,9 @@ class _Connection:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.listeners: dict[str, list[dict[str, Any]]] = {}
 
-    async def send(self, method: str, session: str | None = None, timeout: float = 30.0,
-                   **params: Any) -> dict[str, Any]:  # fmt: skip
+    async def send(
+        self, method: str, session: str | None = None, timeout: float = 30.0, **params: Any
+    ) -> dict[str, Any]:
         msg_id = next(self.ids)
         message: dict[str, Any] = {"id": msg_id, "method": method, "params": params}
         if session:
@@ -212,8 +220,9 @@ class Page:
         await self.wait_for("document.readyState === 'complete'", timeout)
 
     async def evaluate(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", expression=expression,
-                                 returnByValue=True, awaitPromise=True)  # fmt: skip
+        result = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
             text = details.get("exception", {}).get("description") or details.get("text")
@@ -242,8 +251,9 @@ class Page:
         if box is None:
             raise CdpError(f"no element matches {selector!r}")
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"],
-                            button="left", clickCount=1)  # fmt: skip
+            await self.send(
+                "Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1
+            )
 
     async def screenshot(self, path: Path, full_page: bool = True) -> Path:
         params: dict[str, Any] = {"format": "png"}
@@ -251,8 +261,7 @@ class Page:
             metrics = await self.send("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
             params["captureBeyondViewport"] = True
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
-                              "scale": 1}  # fmt: skip
+            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
         result = await self.send("Page.captureScreenshot", **params)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(result["data"]))

@@ -220,8 +220,11 @@ def render(overlay: str, scratch: Path) -> list[dict[str, Any]]:
     shutil.copy(gpu / "api-keys.env.example", gpu / "api-keys.env")
     result = subprocess.run(
         [tool("kubectl"), "kustomize", str(copy / OVERLAYS[overlay])],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if result.returncode != 0:
         raise AssertionError(f"kustomize {overlay} failed:\n{result.stderr}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

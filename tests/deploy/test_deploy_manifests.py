@@ -63,8 +63,9 @@ def test_selectors_ports_and_config_refs_resolve(rendered: Docs, overlay: str) -
         selector = svc["spec"]["selector"]
         targets = [p for p in pods.values() if _labels_match(selector, p["metadata"]["labels"])]
         assert targets, f"Service {svc['metadata']['name']} selects no pod"
-        named_ports = {port["name"] for p in targets for c in p["spec"]["containers"]
-                       for port in c.get("ports", [])}  # fmt: skip
+        named_ports = {
+            port["name"] for p in targets for c in p["spec"]["containers"] for port in c.get("ports", [])
+        }
         for port in svc["spec"]["ports"]:
             assert port["targetPort"] in named_ports, (svc["metadata"]["name"], port)
 
@@ -77,8 +78,11 @@ def test_selectors_ports_and_config_refs_resolve(rendered: Docs, overlay: str) -
     for name, pod in pods.items():
         for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             for ref in c.get("envFrom", []):
-                kind, target = (("ConfigMap", ref["configMapRef"]["name"]) if "configMapRef" in ref
-                                else ("Secret", ref["secretRef"]["name"]))  # fmt: skip
+                kind, target = (
+                    ("ConfigMap", ref["configMapRef"]["name"])
+                    if "configMapRef" in ref
+                    else ("Secret", ref["secretRef"]["name"])
+                )
                 assert (kind, target) in existing, (name, kind, target)
 
 
@@ -158,13 +162,37 @@ def test_bark_pods_run_the_one_image_as_its_non_root_user(rendered: Docs, overla
 
 # --- KEDA: a CRD, so a hand-written structural check of what its schema would enforce ------
 
-SCALED_OBJECT_SPEC = {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
-                      "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "fallback",
-                      "advanced", "triggers"}  # fmt: skip
-REDIS_STREAMS_METADATA = {"address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv",
-                          "usernameFromEnv", "passwordFromEnv", "stream", "consumerGroup",
-                          "pendingEntriesCount", "streamLength", "lagCount", "activationLagCount",
-                          "enableTLS", "unsafeSsl", "databaseIndex"}  # fmt: skip
+SCALED_OBJECT_SPEC = {
+    "scaleTargetRef",
+    "pollingInterval",
+    "cooldownPeriod",
+    "initialCooldownPeriod",
+    "idleReplicaCount",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "fallback",
+    "advanced",
+    "triggers",
+}
+REDIS_STREAMS_METADATA = {
+    "address",
+    "addressFromEnv",
+    "host",
+    "hostFromEnv",
+    "port",
+    "portFromEnv",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "stream",
+    "consumerGroup",
+    "pendingEntriesCount",
+    "streamLength",
+    "lagCount",
+    "activationLagCount",
+    "enableTLS",
+    "unsafeSsl",
+    "databaseIndex",
+}
 
 
 def test_keda_scaled_object_scales_workers_on_the_job_stream(rendered: Docs) -> None:

@@ -35,8 +35,14 @@ GPU = ("docker-compose.yml",)
 CPU = ("docker-compose.yml", "docker-compose.cpu.yml")
 BARK_SERVICES = ("api", "worker", "model-download")
 # Variables that are not settings but belong to the image or its tools.
-NOT_SETTINGS = {"HF_HOME", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
-                "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}  # fmt: skip
+NOT_SETTINGS = {
+    "HF_HOME",
+    "PATH",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+}
 Docs = dict[str, list[dict[str, Any]]]
 
 
@@ -69,8 +75,9 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 
 @pytest.mark.parametrize("files", [GPU, CPU], ids=["gpu", "cpu"])
-def test_compose_environment_is_made_of_valid_settings(files: tuple[str, ...],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_compose_environment_is_made_of_valid_settings(
+    files: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = load_compose(*files)["services"]
     for name in BARK_SERVICES:
         env = {**image_env(), **compose_environment(services[name])}
@@ -84,8 +91,9 @@ def test_dockerfile_env_is_made_of_real_settings() -> None:
 
 
 @pytest.mark.parametrize("overlay", ["base", "gpu"])
-def test_manifest_environment_is_made_of_valid_settings(rendered: Docs, overlay: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_manifest_environment_is_made_of_valid_settings(
+    rendered: Docs, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     docs = rendered[overlay]
     for kind in ("ConfigMap", "Secret"):
         for name in by_kind(docs, kind):

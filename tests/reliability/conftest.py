@@ -35,8 +35,9 @@ def shared_workers(
     rel_redis: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
     """Two workers most tests share (each test brings its own API and settings)."""
-    yield from running_workers(rel_redis, SHARED_PREFIX, tiny_checkpoint,
-                               tmp_path_factory.mktemp("rel-worker-logs"), **FAULTS)  # fmt: skip
+    yield from running_workers(
+        rel_redis, SHARED_PREFIX, tiny_checkpoint, tmp_path_factory.mktemp("rel-worker-logs"), **FAULTS
+    )
 
 
 @pytest.fixture
@@ -58,9 +59,7 @@ def make_api(rel_redis: str) -> Iterator[Callable[..., LiveServer]]:
 
 
 @pytest.fixture
-def make_workers(
-    rel_redis: str, tiny_checkpoint: Path, tmp_path: Path
-) -> Iterator[Callable[..., Workers]]:
+def make_workers(rel_redis: str, tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Callable[..., Workers]]:
     """A pool of its own (prefix, env), stopped after the test."""
     pools: list[Workers] = []
 

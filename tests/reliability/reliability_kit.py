@@ -121,8 +121,13 @@ def ws_job(ws_url: str, body: dict[str, Any], timeout: float = 120.0) -> WsResul
 def spawn_worker(pool: Workers) -> subprocess.Popen[bytes]:
     """Start one more worker without waiting for it to load (as a supervisor restarts one)."""
     log = open(pool.log_dir / f"worker-{len(pool.procs)}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "app.worker.main"], env=pool.env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.worker.main"],
+        env=pool.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     pool.procs.append(proc)
     return proc
 
@@ -210,10 +215,24 @@ class RestartableRedis:
     def start(self, timeout_s: float = 10.0) -> float:
         """Start and wait until it answers (AOF loaded); returns the monotonic time it did."""
         argv = [
-            redis_binary(), "--port", "0", "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700", "--dir", str(self.data_dir), "--appendonly", "yes",
-            "--appendfsync", "everysec", "--save", "", "--loglevel", "warning",
-        ]  # fmt: skip
+            redis_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--loglevel",
+            "warning",
+        ]
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)

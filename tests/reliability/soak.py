@@ -132,10 +132,12 @@ class Load:
 
 def sample(procs: dict[str, int], client: redis.Redis, t0: float) -> dict[str, Any]:
     info: Any = client.info("memory")
-    return {"t": round(time.monotonic() - t0, 1),
-            "rss_mb": {name: round(rss_mb(pid), 1) for name, pid in procs.items()},
-            "redis_used_memory_mb": round(info["used_memory"] / 2**20, 2),
-            "redis_keys": client.dbsize()}  # fmt: skip
+    return {
+        "t": round(time.monotonic() - t0, 1),
+        "rss_mb": {name: round(rss_mb(pid), 1) for name, pid in procs.items()},
+        "redis_used_memory_mb": round(info["used_memory"] / 2**20, 2),
+        "redis_keys": client.dbsize(),
+    }
 
 
 def main() -> int:
@@ -160,14 +162,32 @@ def main() -> int:
     server = EmbeddedRedis(scratch / "redis")
     url = server.start()
     port = 18000 + random.randrange(1000)
-    env = {**os.environ, "BARK_REDIS_URL": url, "BARK_MODEL": model, "BARK_TORCH_THREADS": "1",
-           "BARK_MAX_DURATION_S": "0.25", "BARK_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO), "BARK_PORT": str(port), "BARK_JOB_TTL_S": "30"}  # fmt: skip
+    env = {
+        **os.environ,
+        "BARK_REDIS_URL": url,
+        "BARK_MODEL": model,
+        "BARK_TORCH_THREADS": "1",
+        "BARK_MAX_DURATION_S": "0.25",
+        "BARK_LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        "BARK_PORT": str(port),
+        "BARK_JOB_TTL_S": "30",
+    }
     logs = open(scratch / "processes.log", "wb")  # noqa: SIM115
-    workers = [subprocess.Popen([sys.executable, "-m", "app.worker.main"], env=env, stdout=logs,
-                                stderr=subprocess.STDOUT, cwd=REPO) for _ in range(args.workers)]  # fmt: skip
-    api = subprocess.Popen([sys.executable, "-m", "app.serve"], env=env, stdout=logs,
-                           stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.worker.main"],
+            env=env,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        for _ in range(args.workers)
+    ]
+    api = subprocess.Popen(
+        [sys.executable, "-m", "app.serve"], env=env, stdout=logs, stderr=subprocess.STDOUT, cwd=REPO
+    )
     base = f"http://127.0.0.1:{port}"
     procs = {"api": api.pid, "redis": server.proc.pid if server.proc else 0}
     procs.update({f"worker{i}": w.pid for i, w in enumerate(workers)})
@@ -222,25 +242,34 @@ def summarize(samples: list[dict[str, Any]], load: Load, args: argparse.Namespac
     warmup = max(30.0, 0.1 * args.duration)  # caches, allocator pools and lazy imports fill first
     steady = [s for s in samples if s["t"] >= warmup] or samples[-2:]
     first, last = steady[0], steady[-1]
-    drift = {name: {"after_warmup_mb": first["rss_mb"][name], "end_mb": last["rss_mb"][name],
-                    "drift_mb": round(last["rss_mb"][name] - first["rss_mb"][name], 1),
-                    "slope_mb_per_min": round(slope_per_min(
-                        [(s["t"], s["rss_mb"][name]) for s in steady]), 3)}
-             for name in first["rss_mb"]}  # fmt: skip
+    drift = {
+        name: {
+            "after_warmup_mb": first["rss_mb"][name],
+            "end_mb": last["rss_mb"][name],
+            "drift_mb": round(last["rss_mb"][name] - first["rss_mb"][name], 1),
+            "slope_mb_per_min": round(slope_per_min([(s["t"], s["rss_mb"][name]) for s in steady]), 3),
+        }
+        for name in first["rss_mb"]
+    }
     latencies = sorted(load.latencies)
     return {
-        "duration_s": args.duration, "workers": args.workers, "clients": args.clients,
-        "warmup_s": warmup, "samples": len(samples),
-        "requests": sum(load.statuses.values()), "outcomes": dict(sorted(load.statuses.items())),
+        "duration_s": args.duration,
+        "workers": args.workers,
+        "clients": args.clients,
+        "warmup_s": warmup,
+        "samples": len(samples),
+        "requests": sum(load.statuses.values()),
+        "outcomes": dict(sorted(load.statuses.items())),
         "p50_ok_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
         "p99_ok_s": round(latencies[int(len(latencies) * 0.99)], 3) if latencies else None,
         "rss": drift,
-        "redis_used_memory_mb": {"after_warmup": first["redis_used_memory_mb"],
-                                 "end": last["redis_used_memory_mb"],
-                                 "growth": round(last["redis_used_memory_mb"]
-                                                 - first["redis_used_memory_mb"], 2)},
+        "redis_used_memory_mb": {
+            "after_warmup": first["redis_used_memory_mb"],
+            "end": last["redis_used_memory_mb"],
+            "growth": round(last["redis_used_memory_mb"] - first["redis_used_memory_mb"], 2),
+        },
         "redis_keys": {"after_warmup": first["redis_keys"], "end": last["redis_keys"]},
-    }  # fmt: skip
+    }
 
 
 if __name__ == "__main__":

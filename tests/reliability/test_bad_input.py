@@ -30,11 +30,27 @@ def test_schemathesis_finds_nothing(make_api, workers, tmp_path):
     exe = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     # A short server-side cap keeps the fuzzer's long texts quick on the tiny model.
     api = make_api(max_duration_s=0.1)
-    argv = [exe, "--config-file", str(HERE / "schemathesis.toml"), "run", f"{api.url}/openapi.json",
-            "--mode", "all", "--max-examples", "15", "--seed", str(FUZZ_SEED), "--workers", "1",
-            "--max-time", str(FUZZ_SECONDS), "--request-timeout", "60", "--no-color"]  # fmt: skip
-    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=FUZZ_SECONDS + 120)  # fmt: skip
+    argv = [
+        exe,
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        f"{api.url}/openapi.json",
+        "--mode",
+        "all",
+        "--max-examples",
+        "15",
+        "--seed",
+        str(FUZZ_SEED),
+        "--workers",
+        "1",
+        "--max-time",
+        str(FUZZ_SECONDS),
+        "--request-timeout",
+        "60",
+        "--no-color",
+    ]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=FUZZ_SECONDS + 120)
     summary = [line for line in result.stdout.splitlines() if "generated" in line or "passed" in line]
     record("schemathesis", seed=FUZZ_SEED, exit_code=result.returncode, summary=summary[-2:])
     failures = result.stdout.split("= FAILURES =")[-1] if "= FAILURES =" in result.stdout else ""
@@ -117,8 +133,15 @@ def _routes(app) -> list[tuple[str, str]]:
 def test_with_keys_every_route_but_health_needs_one(make_api):
     api = make_api(new_prefix("keys"), api_keys=[KEY, "second-key"])
     routes = _routes(api.app)
-    assert {p for _, p in routes} >= {"/synthesize", "/v1/audio/speech", "/voices", "/metrics",
-                                      "/openapi.json", "/docs", "/ws/synthesize"}  # fmt: skip
+    assert {p for _, p in routes} >= {
+        "/synthesize",
+        "/v1/audio/speech",
+        "/voices",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/ws/synthesize",
+    }
     assert any(isinstance(r, APIRoute) for r in flat_routes(api.app.routes))
     refused, opened = [], []
     with httpx.Client(base_url=api.url, timeout=10) as http:
@@ -140,5 +163,4 @@ def test_with_keys_every_route_but_health_needs_one(make_api):
                 assert good != 401, (method, path)
         docs = http.get("/docs", params={"api_key": KEY})
         assert docs.status_code == 200 and f"api_key={KEY}" in docs.text  # the page can fetch it
-    record("api_keys", routes_refused_without_key=len(refused), open=sorted(set(opened)),
-           refused=refused)  # fmt: skip
+    record("api_keys", routes_refused_without_key=len(refused), open=sorted(set(opened)), refused=refused)

@@ -84,24 +84,38 @@ def test_disconnects_free_every_slot(make_api, workers):
         ttl_ms = redis_.pttl(keys.cancel(job_id))
         flagged_at = time.time() - (state.settings.job_ttl_s + 3600 - ttl_ms / 1000)
         chunks = [e.seq for _, e in events if e.type == "chunk"]
-        drops.append({"via": LEAVERS[i], "terminal": terminal.meta.get("type"),
-                      "left_to_flag_s": round(flagged_at - left, 3),
-                      # the pipeline's first should_cancel() answered True: it stops there
-                      "flag_to_drop_s": round(terminal.meta["dropped_at"] - flagged_at, 3),
-                      "flag_to_settled_s": round(ended_at - flagged_at, 3),
-                      "chunks_written": len(chunks), "n_chunks": events[-2][1].meta.get("n_chunks")
-                      if len(events) > 1 else None})  # fmt: skip
+        drops.append(
+            {
+                "via": LEAVERS[i],
+                "terminal": terminal.meta.get("type"),
+                "left_to_flag_s": round(flagged_at - left, 3),
+                # the pipeline's first should_cancel() answered True: it stops there
+                "flag_to_drop_s": round(terminal.meta["dropped_at"] - flagged_at, 3),
+                "flag_to_settled_s": round(ended_at - flagged_at, 3),
+                "chunks_written": len(chunks),
+                "n_chunks": events[-2][1].meta.get("n_chunks") if len(events) > 1 else None,
+            }
+        )
 
     def leaks() -> dict[str, int]:
         beats = workers.heartbeats()
-        return {**settled(redis_, keys), "api_runs_open": state.drain.active,
-                "worker_jobs_held": sum(len(h.get("jobs", [])) for h in beats),
-                "workers_busy": sum(1 for h in beats if h.get("state") != "idle")}
+        return {
+            **settled(redis_, keys),
+            "api_runs_open": state.drain.active,
+            "worker_jobs_held": sum(len(h.get("jobs", [])) for h in beats),
+            "workers_busy": sum(1 for h in beats if h.get("state") != "idle"),
+        }
 
     wait_until(lambda: not any(leaks().values()), 10)
     leaked = leaks()
-    record("disconnects", streams=STREAMS, disconnected=len(LEAVERS),
-           completed=sum(1 for s in stayed if s == "done"), drops=drops, leaked=leaked)
+    record(
+        "disconnects",
+        streams=STREAMS,
+        disconnected=len(LEAVERS),
+        completed=sum(1 for s in stayed if s == "done"),
+        drops=drops,
+        leaked=leaked,
+    )
     assert all(s == "done" for s in stayed)
     assert all(d["terminal"] == "cancelled" for d in drops), drops
     assert all(d["flag_to_drop_s"] < FLAG_TO_DROP_S for d in drops), drops

@@ -82,11 +82,18 @@ def test_overload_at_5x_capacity(make_api, make_workers):
     statuses = Counter(status for status, _, _ in results)
     admitted = [seconds for status, seconds, _ in results if status == 200]
     refused = [(status, retry) for status, _, retry in results if status in (429, 503)]
-    record("overload", capacity_jobs_per_s=round(capacity, 2), offered_per_s=round(OVERLOAD * capacity, 2),
-           requests=len(results), statuses=dict(statuses), queue_max=QUEUE_MAX,
-           max_queue_depth=max(depths), p50_admitted_s=round(percentile(admitted, 50), 2),
-           p99_admitted_s=round(percentile(admitted, 99), 2),
-           max_admitted_s=round(max(admitted), 2))  # fmt: skip
+    record(
+        "overload",
+        capacity_jobs_per_s=round(capacity, 2),
+        offered_per_s=round(OVERLOAD * capacity, 2),
+        requests=len(results),
+        statuses=dict(statuses),
+        queue_max=QUEUE_MAX,
+        max_queue_depth=max(depths),
+        p50_admitted_s=round(percentile(admitted, 50), 2),
+        p99_admitted_s=round(percentile(admitted, 99), 2),
+        max_admitted_s=round(max(admitted), 2),
+    )
     assert set(statuses) <= {200, 429, 503}, statuses
     assert statuses[429] > 0, "5x capacity never filled the queue: the test proved nothing"
     assert all(retry is not None and int(retry) >= 1 for _, retry in refused)

@@ -16,8 +16,10 @@ HEALTHY = 6
 
 
 def _bodies() -> list[dict]:
-    return [{"text": f"Healthy job number {i}. It has two sentences.", "seed": 50 + i,
-             "format": "pcm"} for i in range(HEALTHY)]  # fmt: skip
+    return [
+        {"text": f"Healthy job number {i}. It has two sentences.", "seed": 50 + i, "format": "pcm"}
+        for i in range(HEALTHY)
+    ]
 
 
 def test_crashing_job_is_dead_lettered_and_harms_no_other(make_api, workers):
@@ -37,12 +39,20 @@ def test_crashing_job_is_dead_lettered_and_harms_no_other(make_api, workers):
             restarter.stop()
     dead = redis_.xrange(keys.dead)[dead_before:]
     deliveries = int(dead[0][1][b"deliveries"]) if dead else None
-    unaffected = sum(1 for r, ref in zip(healthy, reference, strict=True)
-                     if r.status_code == 200 and r.content == ref)  # fmt: skip
-    record("poison", max_deliveries=MAX_DELIVERIES, worker_crashes=restarter.restarts,
-           dead_lettered=len(dead), dead_lettered_on_delivery=deliveries,
-           client_status=poisoned.status_code, client_error=poisoned.json()["error"]["type"],
-           healthy_jobs=HEALTHY, healthy_unaffected=unaffected)  # fmt: skip
+    unaffected = sum(
+        1 for r, ref in zip(healthy, reference, strict=True) if r.status_code == 200 and r.content == ref
+    )
+    record(
+        "poison",
+        max_deliveries=MAX_DELIVERIES,
+        worker_crashes=restarter.restarts,
+        dead_lettered=len(dead),
+        dead_lettered_on_delivery=deliveries,
+        client_status=poisoned.status_code,
+        client_error=poisoned.json()["error"]["type"],
+        healthy_jobs=HEALTHY,
+        healthy_unaffected=unaffected,
+    )
     assert poisoned.status_code == 500, poisoned.text
     assert f"delivered {MAX_DELIVERIES + 1} times" in poisoned.json()["error"]["message"]
     assert len(dead) == 1 and json.loads(dead[0][1][b"job"])["text"].startswith(CRASH)

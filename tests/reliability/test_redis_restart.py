@@ -86,8 +86,9 @@ def _run(server, make_api, make_workers):
     outcomes_in_flight = sorted({r.outcome for r in in_flight})
     # Acknowledged (the server said `queued`) and not done for its client: the job must still
     # reach an end in Redis once it is back (workers re-run what the AOF kept).
-    unfinished = [r for _, r in results if r.job_id and r.outcome != "done" and r.queued_at
-                  and r.queued_at < killed_at]  # fmt: skip
+    unfinished = [
+        r for _, r in results if r.job_id and r.outcome != "done" and r.queued_at and r.queued_at < killed_at
+    ]
     durable = [r for r in unfinished if r.queued_at < killed_at - FSYNC_WINDOW_S]
     late = [r for r in unfinished if r not in durable]
 
@@ -107,20 +108,32 @@ def _run(server, make_api, make_workers):
     # Their clients are gone: the API re-sends the cancels the outage held back, so workers
     # drop these jobs rather than run them for nobody.
     orphans_cancelled = sum(
-        1 for r in unfinished
-        if any(e.terminal and e.meta.get("type") == "cancelled"
-               for _, e in out_events(pool.redis, pool.keys, r.job_id)))  # fmt: skip
+        1
+        for r in unfinished
+        if any(
+            e.terminal and e.meta.get("type") == "cancelled"
+            for _, e in out_events(pool.redis, pool.keys, r.job_id)
+        )
+    )
 
-    record("redis_restart", jobs=len(results), in_flight_at_kill=len(in_flight),
-           in_flight_outcomes=outcomes_in_flight,
-           max_wait_for_clean_error_s=round(max(waits, default=0), 2), hung=len(hung),
-           readyz_after_restart_s=round(ready_s or -1, 2),
-           first_synthesis_after_restart_s=round(first_ok_s or -1, 2),
-           acknowledged_unfinished=len(unfinished),
-           acknowledged_lost=lost_durable, acknowledged_in_last_fsync_window=len(late),
-           lost_in_last_fsync_window=lost_late, orphans_cancelled=orphans_cancelled,
-           refused_before_ready=refused_before_ready, jobs_after_recovery=len(after),
-           done_after_recovery=sum(1 for r in after if r.outcome == "done"))  # fmt: skip
+    record(
+        "redis_restart",
+        jobs=len(results),
+        in_flight_at_kill=len(in_flight),
+        in_flight_outcomes=outcomes_in_flight,
+        max_wait_for_clean_error_s=round(max(waits, default=0), 2),
+        hung=len(hung),
+        readyz_after_restart_s=round(ready_s or -1, 2),
+        first_synthesis_after_restart_s=round(first_ok_s or -1, 2),
+        acknowledged_unfinished=len(unfinished),
+        acknowledged_lost=lost_durable,
+        acknowledged_in_last_fsync_window=len(late),
+        lost_in_last_fsync_window=lost_late,
+        orphans_cancelled=orphans_cancelled,
+        refused_before_ready=refused_before_ready,
+        jobs_after_recovery=len(after),
+        done_after_recovery=sum(1 for r in after if r.outcome == "done"),
+    )
     assert not hung
     assert in_flight, "nothing was in flight when Redis died: the test proved nothing"
     assert all(o == "done" or o.startswith(("error 503", "closed")) for o in outcomes_in_flight)

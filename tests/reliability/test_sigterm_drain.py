@@ -30,14 +30,27 @@ def _http_stream(url: str, body: dict) -> str:
 def test_sigterm_drains_then_stops(tmp_path: Path, tiny_checkpoint: Path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-           "BARK_MODEL": str(tiny_checkpoint), "BARK_DATA_DIR": str(tmp_path / "data"),
-           "BARK_MAX_DURATION_S": "0.25", "BARK_TORCH_THREADS": "1", "BARK_LOG_JSON": "true",
-           "BARK_HEARTBEAT_INTERVAL_S": "0.5", "BARK_HEARTBEAT_TTL_S": "3"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "BARK_MODEL": str(tiny_checkpoint),
+        "BARK_DATA_DIR": str(tmp_path / "data"),
+        "BARK_MAX_DURATION_S": "0.25",
+        "BARK_TORCH_THREADS": "1",
+        "BARK_LOG_JSON": "true",
+        "BARK_HEARTBEAT_INTERVAL_S": "0.5",
+        "BARK_HEARTBEAT_TTL_S": "3",
+    }
     env.pop("BARK_REDIS_URL", None)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--port", str(port), "--workers", "2"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     try:
         assert wait_until(lambda: _ready(url) == 200, 120, 0.3), (tmp_path / "serve.log").read_text()[-3000:]
         outcomes: dict[int, str] = {}
@@ -69,10 +82,17 @@ def test_sigterm_drains_then_stops(tmp_path: Path, tiny_checkpoint: Path):
         log.close()
 
     lost = sum(1 for o in outcomes.values() if o != "done")
-    record("sigterm_drain", in_flight=IN_FLIGHT, jobs_lost=lost, outcomes=sorted(set(outcomes.values())),
-           readyz_while_draining=readyz_draining, new_request_while_draining=refused.status_code,
-           retry_after=refused.headers.get("retry-after"), exit_code=rc,
-           sigterm_to_exit_s=round(stopped_s, 2))  # fmt: skip
+    record(
+        "sigterm_drain",
+        in_flight=IN_FLIGHT,
+        jobs_lost=lost,
+        outcomes=sorted(set(outcomes.values())),
+        readyz_while_draining=readyz_draining,
+        new_request_while_draining=refused.status_code,
+        retry_after=refused.headers.get("retry-after"),
+        exit_code=rc,
+        sigterm_to_exit_s=round(stopped_s, 2),
+    )
     assert len(outcomes) == IN_FLIGHT and lost == 0, outcomes
     assert readyz_draining == 503
     assert refused.status_code == 503 and refused.headers.get("retry-after")

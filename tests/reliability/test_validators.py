@@ -32,8 +32,19 @@ from bark_core.voices import VoiceLibrary
 
 # --- a file-system witness ------------------------------------------------------------------
 
-_FS_EVENTS = ("open", "os.listdir", "os.scandir", "os.remove", "os.rename", "os.mkdir",
-              "os.rmdir", "os.symlink", "os.chmod", "shutil.copyfile", "shutil.rmtree")  # fmt: skip
+_FS_EVENTS = (
+    "open",
+    "os.listdir",
+    "os.scandir",
+    "os.remove",
+    "os.rename",
+    "os.mkdir",
+    "os.rmdir",
+    "os.symlink",
+    "os.chmod",
+    "shutil.copyfile",
+    "shutil.rmtree",
+)
 _seen: list[str] | None = None  # paths touched while a `watch` is open (any thread)
 _lock = threading.Lock()
 
@@ -70,8 +81,27 @@ def watch() -> Iterator[list[str]]:
 
 
 # Ids as an attacker would write them: path pieces, traversal, NUL, absolute paths, escapes.
-_PIECES = st.sampled_from(["/", "..", "\x00", "\\", "~", ".", "%2e%2e", "%2f", "v2", "etc",
-                           "passwd", "en_speaker_1", "speaker_embeddings", "C:", ":", "*", " "])
+_PIECES = st.sampled_from(
+    [
+        "/",
+        "..",
+        "\x00",
+        "\\",
+        "~",
+        ".",
+        "%2e%2e",
+        "%2f",
+        "v2",
+        "etc",
+        "passwd",
+        "en_speaker_1",
+        "speaker_embeddings",
+        "C:",
+        ":",
+        "*",
+        " ",
+    ]
+)
 path_like_ids = st.one_of(
     st.lists(_PIECES, min_size=1, max_size=8).map("".join),
     st.text(min_size=1, max_size=40),
@@ -88,8 +118,12 @@ def library(tiny_checkpoint: Path) -> VoiceLibrary:
     return VoiceLibrary.from_checkpoint(tiny_checkpoint)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-          phases=NO_EXPLAIN)
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=NO_EXPLAIN,
+)
 @given(voice_id=path_like_ids)
 def test_worker_voice_lookup_never_touches_the_file_system_for_a_bad_id(
     voice_id: str, library: VoiceLibrary, rel_redis: str
@@ -136,8 +170,12 @@ def _voice_requests(http: httpx.Client, voice_id: str) -> list[httpx.Response]:
     ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-          phases=NO_EXPLAIN)
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=NO_EXPLAIN,
+)
 @given(voice_id=path_like_ids)
 def test_api_never_touches_the_file_system_for_a_voice_id(voice_id: str, api_no_workers: str) -> None:
     with httpx.Client(base_url=api_no_workers, timeout=10) as http, watch() as seen:
@@ -155,9 +193,12 @@ _WS = [c for c in map(chr, range(0x110000)) if c.isspace()]
 texts = st.one_of(
     st.text(max_size=64),
     st.text(alphabet=st.sampled_from(_WS), max_size=16),
-    st.builds(lambda pad, n, pad2: pad + "x" * n + pad2, st.text(st.sampled_from(_WS), max_size=4),
-              st.integers(MAX_TEXT_CHARS - 2, MAX_TEXT_CHARS + 2),
-              st.text(st.sampled_from(_WS), max_size=4)),
+    st.builds(
+        lambda pad, n, pad2: pad + "x" * n + pad2,
+        st.text(st.sampled_from(_WS), max_size=4),
+        st.integers(MAX_TEXT_CHARS - 2, MAX_TEXT_CHARS + 2),
+        st.text(st.sampled_from(_WS), max_size=4),
+    ),
     st.builds(lambda a, b: a + "\u2028" + b, st.text(max_size=8), st.text(max_size=8)),
 )
 
@@ -220,10 +261,14 @@ ALLOC_LIMIT = 8 * 1024 * 1024  # generous: the largest valid preset is ~150 KB o
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shape=shapes, dtype=st.sampled_from(_DTYPES), fortran=st.booleans(),
-       data_len=st.integers(0, 4096), key=st.sampled_from(["semantic_prompt", "coarse_prompt",
-                                                           "fine_prompt"]),
-       compress=st.booleans())  # fmt: skip
+@given(
+    shape=shapes,
+    dtype=st.sampled_from(_DTYPES),
+    fortran=st.booleans(),
+    data_len=st.integers(0, 4096),
+    key=st.sampled_from(["semantic_prompt", "coarse_prompt", "fine_prompt"]),
+    compress=st.booleans(),
+)
 def test_forged_array_headers_are_refused_before_allocation(
     api_no_workers: str, shape, dtype, fortran, data_len, key, compress
 ) -> None:

@@ -56,12 +56,23 @@ def test_streamed_wav_parses_everywhere_with_one_header(streamed, tmp_path):
     if ffprobe:
         path = tmp_path / "stream.wav"
         path.write_bytes(data)
-        out = subprocess.run([ffprobe, "-v", "error", "-count_packets", "-show_streams", "-of", "json",
-                              str(path)], capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+        out = subprocess.run(
+            [ffprobe, "-v", "error", "-count_packets", "-show_streams", "-of", "json", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         stream = json.loads(out.stdout)["streams"][0]
         decoded["ffprobe"] = (int(stream.get("duration_ts", -1)), int(stream["sample_rate"]))
-    record("wav_stream", bytes=len(data), pcm_frames=frames, decoded=decoded,
-           riff_headers=data.count(b"RIFF"), ffprobe_installed=bool(ffprobe))  # fmt: skip
+    record(
+        "wav_stream",
+        bytes=len(data),
+        pcm_frames=frames,
+        decoded=decoded,
+        riff_headers=data.count(b"RIFF"),
+        ffprobe_installed=bool(ffprobe),
+    )
     for parser, (n, rate) in decoded.items():
         assert rate == 24_000, parser
         assert n == frames, (parser, n, frames)
@@ -95,5 +106,9 @@ def test_stream_cut_by_a_crash_makes_the_client_raise(make_api, make_workers):
         assert wait_until(lambda: http.get("/readyz").status_code == 503, 10)
         whole = http.post("/synthesize", json=BODY)
     assert whole.status_code == 503  # not a short file: an error with a status
-    record("wav_stream_cut", client_raised="httpx.RemoteProtocolError", bytes_before_cut=len(received),
-           whole_file_status=whole.status_code)  # fmt: skip
+    record(
+        "wav_stream_cut",
+        client_raised="httpx.RemoteProtocolError",
+        bytes_before_cut=len(received),
+        whole_file_status=whole.status_code,
+    )

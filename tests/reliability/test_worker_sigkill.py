@@ -62,22 +62,34 @@ def test_sigkill_under_load_loses_and_repeats_nothing(make_api, make_workers):
     duplicates = sum(r.duplicates for r in results)
     complete = sum(1 for r in results if r.seqs() == list(range(len(r.seqs()))) and r.seqs())
     # Re-runs: a job whose output stream holds more than one `started` was delivered again.
-    attempts = [sum(1 for _, e in out_events(pool.redis, pool.keys, r.job_id) if e.type == "started")
-                for r in results if r.job_id]  # fmt: skip
+    attempts = [
+        sum(1 for _, e in out_events(pool.redis, pool.keys, r.job_id) if e.type == "started")
+        for r in results
+        if r.job_id
+    ]
     reruns = sum(1 for a in attempts if a > 1)
 
     # Reference: the same bodies with nothing killed (whole PCM files over HTTP).
     pool.ensure(N_WORKERS)
     with httpx.Client(base_url=api.url, timeout=120) as http, ThreadPoolExecutor(6) as ref:
-        reference = list(ref.map(
-            lambda b: http.post("/synthesize", json={**b, "format": "pcm"}), bodies))  # fmt: skip
+        reference = list(ref.map(lambda b: http.post("/synthesize", json={**b, "format": "pcm"}), bodies))
     assert all(r.status_code == 200 for r in reference), [r.text for r in reference][:3]
     identical = sum(1 for r, ref_ in zip(results, reference, strict=True) if r.pcm == ref_.content)
 
-    record("worker_sigkill", jobs=N_JOBS, workers=N_WORKERS, kills=kills,
-           restarts=restarter.restarts, jobs_rerun=reruns, max_attempts=max(attempts),
-           jobs_lost=lost, complete=complete, identical_to_unkilled=identical,
-           duplicate_chunks=duplicates, loaded_phase_s=round(chaos_s, 1))  # fmt: skip
+    record(
+        "worker_sigkill",
+        jobs=N_JOBS,
+        workers=N_WORKERS,
+        kills=kills,
+        restarts=restarter.restarts,
+        jobs_rerun=reruns,
+        max_attempts=max(attempts),
+        jobs_lost=lost,
+        complete=complete,
+        identical_to_unkilled=identical,
+        duplicate_chunks=duplicates,
+        loaded_phase_s=round(chaos_s, 1),
+    )
     assert lost == 0, [r.events[-1] for r in results if r.outcome != "done"][:3]
     assert duplicates == 0
     assert complete == N_JOBS

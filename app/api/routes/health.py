@@ -15,8 +15,18 @@ from ..protocol import error_responses
 from .voices import DEMO_WARNING
 
 router = APIRouter(tags=["health"])
-_WORKER_FIELDS = ("id", "host", "pid", "model", "device", "dtype", "is_random_demo", "state",
-                  "jobs_done", "batch_size")  # fmt: skip
+_WORKER_FIELDS = (
+    "id",
+    "host",
+    "pid",
+    "model",
+    "device",
+    "dtype",
+    "is_random_demo",
+    "state",
+    "jobs_done",
+    "batch_size",
+)
 
 
 @router.get("/healthz")
@@ -52,12 +62,20 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(body)
 
 
-_PROMETHEUS: dict[int | str, dict[str, Any]] = {200: {"description": "Prometheus text exposition",
-                     "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}}
+_PROMETHEUS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text exposition",
+        "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+    }
+}
 
 
-@router.get("/metrics", dependencies=[Authorized], response_class=Response,
-            responses={**_PROMETHEUS, **error_responses(401)})  # fmt: skip
+@router.get(
+    "/metrics",
+    dependencies=[Authorized],
+    response_class=Response,
+    responses={**_PROMETHEUS, **error_responses(401)},
+)
 async def metrics(state: StateDep) -> Response:
     m = state.metrics
     try:

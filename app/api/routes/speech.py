@@ -22,19 +22,19 @@ router = APIRouter(dependencies=[Authorized], tags=["openai"])
 
 
 _SPEECH: dict[int | str, dict[str, object]] = {
-    200: {"description": "The audio, or with stream_format=sse its server-sent events",
-          "content": audio_content("text/event-stream")},
+    200: {
+        "description": "The audio, or with stream_format=sse its server-sent events",
+        "content": audio_content("text/event-stream"),
+    },
     **error_responses(*COMMON_ERRORS, 404, 429, 500, 503, 504, _404="Unknown voice or model"),
-}  # fmt: skip
+}
 
 
 @router.post("/v1/audio/speech", response_class=Response, responses=_SPEECH)
 async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Response:
     builtin = await state.voices.builtin()
     if body.model not in OPENAI_MODELS and body.model != builtin.model:
-        raise ModelNotFound(
-            f"model {body.model!r} is not served; use one of {sorted(OPENAI_MODELS)}"
-        )
+        raise ModelNotFound(f"model {body.model!r} is not served; use one of {sorted(OPENAI_MODELS)}")
     if body.instructions:
         # Bark is conditioned on text and a history prompt only: there is no way to steer it
         # with instructions, so they are accepted (SDK compatibility) and ignored, visibly.

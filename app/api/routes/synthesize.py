@@ -15,7 +15,6 @@ from ..synthesis import request_id_of, submit
 router = APIRouter(dependencies=[Authorized], tags=["synthesis"])
 
 
-
 def audio_content(*extra: str) -> dict[str, dict[str, object]]:
     """OpenAPI `content` of an audio response: every format's media type."""
     types = [info.media_type for info in FORMATS.values()] + list(extra)

@@ -33,12 +33,14 @@ async def list_voices(state: StateDep) -> VoiceList:
     )
 
 
-@router.post("/voices", status_code=status.HTTP_201_CREATED,
-             responses=error_responses(*COMMON_ERRORS, 409, 503))  # fmt: skip
+@router.post(
+    "/voices", status_code=status.HTTP_201_CREATED, responses=error_responses(*COMMON_ERRORS, 409, 503)
+)
 async def upload_voice(
     state: StateDep,
-    id: Annotated[str, Form(description="New preset id: letters, digits, '_' and '-'",
-                            pattern=VOICE_ID_RE.pattern)],
+    id: Annotated[
+        str, Form(description="New preset id: letters, digits, '_' and '-'", pattern=VOICE_ID_RE.pattern)
+    ],
     file: Annotated[UploadFile, File(description="An .npz with the three prompt arrays")],
     overwrite: Annotated[bool, Query()] = False,
 ) -> VoiceOut:
@@ -46,8 +48,11 @@ async def upload_voice(
     return await state.voices.upload(id, data, overwrite=overwrite)
 
 
-@router.delete("/voices/{voice_id:path}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=error_responses(401, 404, 409, 413, 422, 503))  # fmt: skip
+@router.delete(
+    "/voices/{voice_id:path}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 404, 409, 413, 422, 503),
+)
 async def delete_voice(
     voice_id: Annotated[str, Path(json_schema_extra={"pattern": VOICE_ID_RE.pattern})],
     state: StateDep,

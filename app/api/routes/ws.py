@@ -97,9 +97,14 @@ async def ws_synthesize(ws: WebSocket) -> None:
         raw = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
         body = _parse_first(raw, settings.max_ws_message_bytes)
         request_id = str(ws.scope.get("state", {}).get("request_id", ""))
-        run = await submit(state, text=body.text, voice=body.voice,
-                           params=body.generation_params(), seed=body.seed,
-                           request_id=request_id)  # fmt: skip
+        run = await submit(
+            state,
+            text=body.text,
+            voice=body.voice,
+            params=body.generation_params(),
+            seed=body.seed,
+            request_id=request_id,
+        )
     except _TooBig:
         await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
         return
@@ -135,23 +140,31 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
 
     listener = asyncio.create_task(listen())
     try:
-        await ws.send_text(QueuedEvent(position=run.position, job_id=run.job.id,
-                                       request_id=run.job.request_id,
-                                       seed=run.seed).model_dump_json())  # fmt: skip
+        await ws.send_text(
+            QueuedEvent(
+                position=run.position, job_id=run.job.id, request_id=run.job.request_id, seed=run.seed
+            ).model_dump_json()
+        )
         async for event in run.events(client_gone):
             if event.type == "started":
                 started = StartedEvent(worker=event.meta.get("worker"), batch=event.meta.get("batch"))
                 await ws.send_text(started.model_dump_json())
             elif event.type == "chunk":
-                chunk = ChunkEvent(seq=event.seq, samples=len(event.pcm) // 2,
-                                   text=str(event.meta.get("text", "")),
-                                   n_chunks=event.meta.get("n_chunks"))  # fmt: skip
+                chunk = ChunkEvent(
+                    seq=event.seq,
+                    samples=len(event.pcm) // 2,
+                    text=str(event.meta.get("text", "")),
+                    n_chunks=event.meta.get("n_chunks"),
+                )
                 await ws.send_text(chunk.model_dump_json())
                 await ws.send_bytes(event.pcm)
             elif event.type == "done":
-                done = DoneEvent(duration_s=round(run.duration_s(), 4),
-                                 rtf=event.meta.get("rtf"), samples=run.samples,
-                                 chunks=run.chunks)  # fmt: skip
+                done = DoneEvent(
+                    duration_s=round(run.duration_s(), 4),
+                    rtf=event.meta.get("rtf"),
+                    samples=run.samples,
+                    chunks=run.chunks,
+                )
                 await ws.send_text(done.model_dump_json())
                 await ws.close(code=1000)
     except ApiError as err:
