@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck demo bench soak settings-table clean
+.PHONY: install serve test test-fast lint typecheck demo bench soak settings-table clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+
+# The unit tests alone (no worker processes, servers or browser): a quick check while editing.
+test-fast: install
+	$(PY) -m pytest -q -m "not service" tests/app tests/bark_core
 
 demo: install
 	$(VENV)/bin/bark-tts make-checkpoint artifacts/demo-checkpoint

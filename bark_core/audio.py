@@ -27,3 +27,16 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     Path(path).write_bytes(wav_bytes(audio, sample_rate))
+
+
+BYTES_PER_SAMPLE = 2  # s16le
+
+
+def pcm16_samples(pcm: bytes) -> int:
+    """How many samples s16le bytes hold."""
+    return len(pcm) // BYTES_PER_SAMPLE
+
+
+def from_pcm16(data: bytes) -> np.ndarray:
+    """s16le bytes -> float32 in [-1, 1]."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0

@@ -33,3 +33,22 @@ def pipeline(tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
     from bark_core.pipeline import BarkPipeline
 
     return BarkPipeline.load(str(tiny_checkpoint))
+
+
+# Fixtures that start worker processes, a browser or a server subprocess: a test using one is
+# a service test, left out of `make test-fast` (`-m "not service"`).
+_SERVICE_FIXTURES = frozenset(
+    {"api", "client", "workers", "make_api", "make_workers", "shared_workers", "browser"}
+)
+_SERVICE_SUITES = ("reliability", "deploy")
+# modules that run the console scripts (bark-tts, bark-serve) or a browser as subprocesses
+_SERVICE_MODULES = frozenset({"test_cli.py", "test_serve_cli.py", "test_playground.py", "test_processes.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        by_place = path.parent.name in _SERVICE_SUITES or path.name in _SERVICE_MODULES
+        if by_place or fixtures & _SERVICE_FIXTURES:
+            item.add_marker(pytest.mark.service)

@@ -13,11 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from ..core.settings import Settings
 from ..queue.connection import REDIS_DOWN
-from ..settings import Settings
 from . import errors
 from .middleware import BodyLimit, RequestContext
-from .routes import docs, health, speech, synthesize, voices, ws
+from .openai import route as openai_route
+from .routes import docs, health, synthesize, voices, ws
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
     )
     app.state.bark = state
     errors.install(app)
-    routers = (synthesize.router, speech.router, ws.router, voices.router, health.router, docs.router)
+    routers = (synthesize.router, openai_route.router, ws.router, voices.router, health.router, docs.router)
     for router in routers:
         app.include_router(router)
     _install_static(app, settings)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from ..errors import Unauthorized
+from ..core.errors import Unauthorized
 from .state import AppState
 
 
@@ -42,10 +42,7 @@ def key_is_valid(allowed: list[str], presented: str | None) -> bool:
 
 def require_api_key(conn: HTTPConnection, state: StateDep) -> None:
     if not key_is_valid(state.settings.api_keys, presented_key(conn)):
-        raise Unauthorized(
-            "missing or invalid API key (Authorization: Bearer <key>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
 
 
 Authorized = Depends(require_api_key)

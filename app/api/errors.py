@@ -1,4 +1,7 @@
-"""Every failure leaves as {"error": {message, type, param, code}}: ours, FastAPI's, Starlette's."""
+"""The one map from domain errors to HTTP: status codes, headers, and the error body.
+
+Every failure leaves as {"error": {message, type, param, code}}: ours, FastAPI's, Starlette's.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +16,49 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from ..errors import (
-    ApiError,
+from ..core.errors import (
     BadRequest,
+    Cancelled,
+    Conflict,
+    DeadlineExceeded,
+    Forbidden,
+    GenerationFailed,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
+    ModelNotFound,
     NotFound,
     PayloadTooLarge,
+    QueueFull,
+    ServiceError,
     Unauthorized,
     Unavailable,
+    UnknownVoice,
 )
 
 log = logging.getLogger(__name__)
 
-_BY_STATUS: dict[int, type[ApiError]] = {
+STATUS: dict[type[ServiceError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    UnknownVoice: 404,
+    ModelNotFound: 404,
+    MethodNotAllowed: 405,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    InvalidRequest: 422,
+    QueueFull: 429,
+    # nginx's "client closed request": only ever seen in logs and websocket close codes
+    Cancelled: 499,
+    GenerationFailed: 500,
+    InternalError: 500,
+    Unavailable: 503,
+    DeadlineExceeded: 504,
+}
+# Starlette's own HTTPExceptions (404 route, 405 method, ...) in our shape.
+_BY_STATUS: dict[int, type[ServiceError]] = {
     400: BadRequest,
     401: Unauthorized,
     404: NotFound,
@@ -37,11 +68,29 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+def status_of(exc: ServiceError) -> int:
+    return STATUS.get(type(exc), 500)
 
 
-def _validation_error(exc: RequestValidationError) -> ApiError:
+def error_body(exc: ServiceError) -> dict[str, Any]:
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": status_of(exc)}}
+
+
+def error_headers(exc: ServiceError) -> dict[str, str]:
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return headers
+
+
+def error_response(exc: ServiceError, **extra_headers: str) -> JSONResponse:
+    headers = {**error_headers(exc), **extra_headers}
+    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
+
+
+def _validation_error(exc: RequestValidationError) -> ServiceError:
     errors = exc.errors()
     if not errors:
         return InvalidRequest("invalid request")
@@ -59,8 +108,8 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -69,12 +118,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        cls = _BY_STATUS.get(exc.status_code, InternalError)
+        err = _BY_STATUS.get(exc.status_code, InternalError)(str(exc.detail))
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
-        err = cls(str(exc.detail), headers=headers)
-        response = error_response(err)
+        response = error_response(err, **headers)
         response.status_code = exc.status_code
         return response
 
@@ -83,10 +131,8 @@ def install(app: FastAPI) -> None:
         @app.exception_handler(kind)
         async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
             log.warning("redis unavailable: %s", exc)
-            retry = str(request.app.state.bark.settings.retry_after_s)
-            return error_response(
-                Unavailable("queue unavailable; retry later", headers={"Retry-After": retry})
-            )
+            retry = request.app.state.bark.settings.retry_after_s
+            return error_response(Unavailable("queue unavailable; retry later", retry_after_s=retry))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

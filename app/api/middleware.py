@@ -10,9 +10,10 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import PayloadTooLarge
-from ..logs import request_id_var
-from ..metrics import Metrics
+from ..core.errors import PayloadTooLarge
+from ..core.logs import request_id_var
+from .errors import error_body, status_of
+from .metrics import Metrics
 
 log = logging.getLogger("bark.access")
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -125,11 +126,11 @@ class BodyLimit:
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
         err = PayloadTooLarge(f"request body exceeds {limit} bytes")
-        body = json.dumps(err.body()).encode()
+        body = json.dumps(error_body(err)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": err.status,
+                "status": status_of(err),
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

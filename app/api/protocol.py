@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from ..audio import STREAMABLE, AudioFormat
+from bark_core.params import GREEDY_BELOW, Continuity, GenerationParams
+
+from .audio import FORMATS, STREAMABLE, AudioFormat
 
 MAX_TEXT_CHARS = 4096
 MAX_SEED = 2**32 - 1
@@ -34,40 +36,37 @@ def _check_text(value: str) -> str:
     return value
 
 
-# Below this a temperature is greedy decoding in all but name, and far below it (1e-40) the
-# float32 division by it overflows to inf and sampling fails: such values mean 0 (greedy).
-MIN_TEMPERATURE = 1e-3
-
-
 def _greedy_if_tiny(value: float) -> float:
-    return 0.0 if value < MIN_TEMPERATURE else value
+    return 0.0 if value < GREEDY_BELOW else value
 
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0), AfterValidator(_greedy_if_tiny)]
 # Declared, not enforced, by the schema: _check_text enforces it (pydantic's regex engine would
 # compile the bounded repeat into a large automaton for every request).
 TEXT_SCHEMA: dict[str, Any] = {"minLength": 1, "pattern": TEXT_PATTERN}
+_GREEDY = f"0 (or below {GREEDY_BELOW}) = greedy"
+DEFAULTS = GenerationParams()
 
 
 class GenerationFields(Strict):
     """Sampling knobs shared by every synthesis entry point (bark_core's GenerationParams)."""
 
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Fixed seed; random if null.")
-    text_temp: Temperature = Field(
-        0.7, description="Semantic stage temperature; 0 (or below 0.001) = greedy."
-    )
+    text_temp: Temperature = Field(DEFAULTS.text_temp, description=f"Semantic stage temperature; {_GREEDY}.")
     waveform_temp: Temperature = Field(
-        0.7, description="Coarse stage temperature; 0 (or below 0.001) = greedy."
+        DEFAULTS.waveform_temp, description=f"Coarse stage temperature; {_GREEDY}."
     )
-    fine_temp: Temperature = Field(0.5, description="Fine stage temperature; 0 (or below 0.001) = greedy.")
-    top_k: int | None = Field(None, ge=1, le=10_000)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    min_eos_p: float | None = Field(0.2, ge=0.0, le=1.0, description="Stop once P(EOS) >= this.")
+    fine_temp: Temperature = Field(DEFAULTS.fine_temp, description=f"Fine stage temperature; {_GREEDY}.")
+    top_k: int | None = Field(DEFAULTS.top_k, ge=1, le=10_000)
+    top_p: float | None = Field(DEFAULTS.top_p, gt=0.0, le=1.0)
+    min_eos_p: float | None = Field(
+        DEFAULTS.min_eos_p, ge=0.0, le=1.0, description="Stop once P(EOS) >= this."
+    )
     max_duration_s: float | None = Field(
-        None, gt=0.0, le=60.0, description="Cap on the audio of each text chunk, seconds."
+        DEFAULTS.max_duration_s, gt=0.0, le=60.0, description="Cap on the audio of each text chunk, seconds."
     )
-    continuity: Literal["fixed", "rolling"] = Field(
-        "fixed", description="History prompt across text chunks: the preset, or the last chunk."
+    continuity: Continuity = Field(
+        DEFAULTS.continuity, description="History prompt across text chunks: the preset, or the last chunk."
     )
 
     def generation_params(self) -> dict[str, Any]:
@@ -178,6 +177,12 @@ def error_responses(*codes: int, **why: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error codes, all in the one error shape."""
     reasons = {**_ERROR_WHY, **{int(k.lstrip("_")): v for k, v in why.items()}}
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
+
+
+def audio_content(*extra: str) -> dict[str, dict[str, object]]:
+    """OpenAPI `content` of an audio response: every format's media type."""
+    types = [info.media_type for info in FORMATS.values()] + list(extra)
+    return {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
 
 
 # Every route behind the key check and the body limit can answer these.

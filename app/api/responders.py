@@ -18,10 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..audio import FORMATS, STREAMABLE, encode, streaming_wav_header
-from ..errors import ApiError
-from ..queue.messages import SAMPLE_RATE, Event
-from .synthesis import JobRun
+from bark_core.audio import pcm16_samples
+from bark_core.constants import SAMPLE_RATE
+
+from ..core.errors import ServiceError
+from ..queue.wire import Chunk, Event, is_terminal
+from .audio import FORMATS, STREAMABLE, encode, streaming_wav_header
+from .serving import JobRun
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ async def whole_file(run: JobRun, request: Request, fmt: str, transform: Transfo
         pcm = await anyio.to_thread.run_sync(transform, pcm)
     body = await anyio.to_thread.run_sync(encode, pcm, fmt)
     headers = audio_headers(run, fmt)
-    headers["X-Bark-Audio-Duration"] = f"{len(pcm) / 2 / SAMPLE_RATE:.3f}"
+    headers["X-Bark-Audio-Duration"] = f"{pcm16_samples(pcm) / SAMPLE_RATE:.3f}"
     return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
 
 
@@ -77,7 +80,7 @@ async def _first_audio(run: JobRun, request: Request) -> tuple[AsyncIterator[Eve
     try:
         async for event in events:
             head.append(event)
-            if event.type == "chunk" or event.terminal:
+            if isinstance(event, Chunk) or is_terminal(event):
                 break
     except BaseException:
         await run.close()
@@ -93,13 +96,13 @@ async def _pcm_body(
         return transform(pcm) if transform is not None else pcm
 
     for event in head:
-        if event.type == "chunk":
+        if isinstance(event, Chunk):
             yield out(event.pcm)
     try:
         async for event in events:
-            if event.type == "chunk":
+            if isinstance(event, Chunk):
                 yield out(event.pcm)
-    except ApiError as exc:
+    except ServiceError as exc:
         log.warning(
             "aborting stream after headers: %s",
             exc.message,
@@ -139,7 +142,7 @@ async def stream_sse(run: JobRun, request: Request, fmt: str, transform: Transfo
         samples = 0
         whole: list[bytes] = []
         async for pcm in _pcm_body(run, events, head, transform):
-            samples += len(pcm) // 2
+            samples += pcm16_samples(pcm)
             if fmt not in STREAMABLE:
                 whole.append(pcm)  # a compressed format: one delta holding the whole file
                 continue

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from ..metrics import Metrics
-from ..queue.client import JobQueue
+from ..core.settings import Settings
 from ..queue.connection import async_client
 from ..queue.keys import Keys
-from ..settings import Settings
+from ..queue.producer import JobQueue
 from .drain import Drain
-from .voices import VoiceCatalog
+from .metrics import Metrics
+from .voice_catalog import VoiceCatalog
 
 
 @dataclass

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 
-from ..queue.messages import Job
+from ..queue.wire import Job
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ The first signal finishes the job(s) in hand and exits; a second one exits at on
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import secrets
@@ -14,18 +13,27 @@ import signal
 import socket
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from ..logs import configure_logging
-from ..model_choice import choose, random_weights_banner
+import redis
+
+from ..core.logs import configure_logging
+from ..core.model_choice import choose, random_weights_warning
+from ..core.settings import Settings
 from ..queue.connection import sync_client
+from ..queue.consumer import Consumer
 from ..queue.keys import Keys
-from ..settings import Settings
-from .background import ActiveJobs, Heartbeat, LoadingBeat
-from .consumer import Consumer
+from ..queue.registry import Heartbeat
+from ..queue.wire import BuiltinVoices
+from .active import ActiveJobs
+from .background import LoadingBeat
+from .batch import BatchRunner
 from .faults import Faults
-from .runner import BatchRunner
-from .voices import VoiceCache
-from .worker import Worker
+from .loop import Worker
+from .voice_cache import VoiceCache
+
+if TYPE_CHECKING:
+    from bark_core.pipeline import BarkPipeline
 
 log = logging.getLogger("bark.worker")
 
@@ -41,18 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        k: v
-        for k, v in {
-            "model": args.model,
-            "redis_url": args.redis_url,
-            "device": args.device,
-            "dtype": args.dtype,
-            "batch_size": args.batch_size,
-        }.items()
-        if v is not None
+    given = {
+        "model": args.model,
+        "redis_url": args.redis_url,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
     }
-    return Settings(**overrides)
+    return Settings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _device(requested: str) -> str:
@@ -63,9 +67,63 @@ def _device(requested: str) -> str:
     return requested
 
 
+def load_pipeline(settings: Settings, heartbeat: Heartbeat) -> BarkPipeline:
+    """The model, loaded once (the heartbeat says `loading` meanwhile)."""
+    choice = choose(settings.model)
+    import torch
+
+    from bark_core.pipeline import BarkPipeline
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = _device(settings.device)
+    heartbeat.update(model=choice.model, device=device, dtype=settings.dtype, batch_size=settings.batch_size)
+    pipe = BarkPipeline.load(
+        choice.model,
+        revision=settings.revision,
+        device=device,
+        dtype=settings.dtype,
+        offload=settings.offload,
+    )
+    if pipe.is_random_demo:
+        log.warning(random_weights_warning(pipe.model_name).upper())
+    # `auto` is resolved by the pipeline: publish what it chose
+    heartbeat.update(model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo)
+    return pipe
+
+
+def build_worker(
+    settings: Settings, client: redis.Redis, keys: Keys, heartbeat: Heartbeat, pipe: BarkPipeline
+) -> Worker:
+    builtin = BuiltinVoices(pipe.model_name, pipe.is_random_demo, frozenset(v.id for v in pipe.voices.list()))
+    client.set(keys.builtin_voices, builtin.to_json())
+    consumer = Consumer(
+        client,
+        keys,
+        heartbeat.worker_id,
+        claim_idle_ms=int(settings.claim_idle_s * 1000),
+        job_ttl_s=settings.job_ttl_s,
+        stream_ttl_s=int(settings.request_timeout_s + settings.job_ttl_s),
+    )
+    voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
+    active = ActiveJobs()
+    runner = BatchRunner(
+        pipe, consumer, voices, active, heartbeat.worker_id, Faults(settings.fault_injection)
+    )
+    return Worker(
+        consumer,
+        runner,
+        heartbeat,
+        active,
+        batch_size=settings.batch_size,
+        max_deliveries=settings.max_deliveries,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        claim_idle_s=settings.claim_idle_s,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = _settings(args)
+    settings = _settings(parse_args(argv))
     configure_logging(settings.log_level, settings.log_json, "worker")
     if settings.redis_url is None:
         log.error("BARK_REDIS_URL is not set (bark-serve sets it for its own workers)")
@@ -89,68 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     heartbeat.update(state="loading")
     loading.start()
-
-    choice = choose(settings.model)
-    import torch
-
-    from bark_core.pipeline import BarkPipeline
-
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    device = _device(settings.device)
-    heartbeat.update(
-        state="loading",
-        model=choice.model,
-        device=device,
-        dtype=settings.dtype,
-        batch_size=settings.batch_size,
-    )
-    pipe = BarkPipeline.load(
-        choice.model,
-        revision=settings.revision,
-        device=device,
-        dtype=settings.dtype,
-        offload=settings.offload,
-    )
-    if pipe.is_random_demo:
-        log.warning(random_weights_banner(pipe.model_name))
-    # `auto` is resolved by the pipeline: publish what it chose
-    heartbeat.update(model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo)
-    client.set(
-        keys.builtin_voices,
-        json.dumps(
-            {
-                "model": pipe.model_name,
-                "demo": pipe.is_random_demo,
-                "ids": [v.id for v in pipe.voices.list()],
-            }
-        ),
-    )
-
-    consumer = Consumer(
-        client,
-        keys,
-        worker_id,
-        claim_idle_ms=int(settings.claim_idle_s * 1000),
-        job_ttl_s=settings.job_ttl_s,
-        stream_ttl_s=int(settings.request_timeout_s + settings.job_ttl_s),
-    )
-    voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
-    runner = BatchRunner(pipe, consumer, voices, ActiveJobs(), worker_id, Faults(settings.fault_injection))
-    worker = Worker(
-        consumer,
-        runner,
-        heartbeat,
-        runner.active,
-        batch_size=settings.batch_size,
-        max_deliveries=settings.max_deliveries,
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-        claim_idle_s=settings.claim_idle_s,
-    )
+    pipe = load_pipeline(settings, heartbeat)
+    worker = build_worker(settings, client, keys, heartbeat, pipe)
     loading.stop()  # from here the worker's Background thread beats
     log.info(
         "worker ready",
-        extra={"worker_id": worker_id, "model": pipe.model_name, "device": device, "dtype": pipe.dtype},
+        extra={"worker_id": worker_id, "model": pipe.model_name, "device": pipe.device, "dtype": pipe.dtype},
     )
     worker.run()
     return 0

@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import LiveServer, Workers, make_settings, running_redis, running_workers
+
+from tests.support.servers import LiveServer, Workers, make_settings, running_redis, running_workers
 
 E2E_PREFIX = "e2e"
 

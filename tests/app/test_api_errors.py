@@ -8,7 +8,8 @@ import uuid
 
 import httpx
 import pytest
-from harness import register_worker
+
+from tests.support.servers import register_worker
 
 
 def assert_error(r: httpx.Response, status: int, type_: str, param: str | None = None) -> dict:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.audio import FORMATS, encode, streaming_wav_header
-from app.queue.messages import from_pcm16, to_pcm16
+from app.api.audio import FORMATS, encode, streaming_wav_header
+from bark_core.audio import from_pcm16, to_pcm16
 
 TONE = (np.sin(np.arange(12_000) * 2 * np.pi * 440 / 24_000) * 0.5).astype(np.float32)
 
@@ -61,7 +61,7 @@ def test_streaming_header_is_read_to_end_of_file():
 
 @pytest.mark.parametrize("speed", [0.25, 0.5, 1.5, 4.0])
 def test_tempo_keeps_pitch_and_scales_length(speed):
-    from app.audio import change_tempo
+    from app.api.audio import change_tempo
 
     tone = (np.sin(np.arange(48_000) * 2 * np.pi * 440 / 24_000) * 0.5).astype(np.float32)
     out = np.frombuffer(change_tempo(to_pcm16(tone), speed), dtype="<i2").astype(np.float32)

@@ -8,11 +8,12 @@ import uuid
 
 import httpx
 import redis
-from harness import Workers, ws_job
 from websockets.sync.client import connect
 
 from app.queue.keys import Keys
-from app.queue.messages import Event
+from app.queue.wire import Chunk, decode_event
+from tests.support.servers import Workers
+from tests.support.ws import read_until_done
 
 # greedy, no EOS stop: 4 s of audio, 200 semantic tokens; A is still in its semantic stage
 # when B arrives a few milliseconds after A started
@@ -27,8 +28,8 @@ BODY = {
 
 
 def _stage_batches(r: redis.Redis, keys: Keys, job_id: str) -> list[dict[str, int]]:
-    events = [Event.from_fields(fields) for _, fields in r.xrange(keys.out(job_id))]
-    return [e.meta["stage_batch"] for e in events if e.type == "chunk"]
+    events = [decode_event(fields) for _, fields in r.xrange(keys.out(job_id))]
+    return [e.stage_batch for e in events if isinstance(e, Chunk)]
 
 
 def test_a_job_arriving_mid_batch_joins_it(make_api, redis_url, tiny_checkpoint, tmp_path):  # type: ignore[no-untyped-def]
@@ -42,8 +43,8 @@ def test_a_job_arriving_mid_batch_joins_it(make_api, redis_url, tiny_checkpoint,
             queued = json.loads(a.recv(timeout=30))
             assert json.loads(a.recv(timeout=30))["type"] == "started"  # A is running alone
             b.send(json.dumps({**BODY, "text": "Other words here.", "seed": 2}))
-            ws_job(a, timeout=120)
-            b_events, b_pcm = ws_job(b, timeout=120)
+            read_until_done(a, timeout=120)
+            b_events, b_pcm = read_until_done(b, timeout=120)
         a_id, b_id = queued["job_id"], b_events[0]["job_id"]
         r = redis.Redis.from_url(redis_url)
         keys = Keys(prefix)

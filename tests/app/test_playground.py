@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-from browser.cdp import Chromium, Page, find_chromium
+
+from tests.support.cdp import Chromium, Page, find_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "artifacts" / "playground.png"
@@ -66,7 +67,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     exe = Path(sys.executable).with_name("bark-serve")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.serve"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.launch.serve"]
     port = _free_port()
     work = tmp_path_factory.mktemp("playground-serve")
     env = {k: v for k, v in os.environ.items() if k not in ("BARK_REDIS_URL", "BARK_API_KEYS")}

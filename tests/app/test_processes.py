@@ -11,8 +11,10 @@ import threading
 import time
 
 import httpx
-from harness import REPO, ws_job
 from websockets.sync.client import connect
+
+from tests.support.servers import REPO
+from tests.support.ws import read_until_done
 
 LONG = " ".join(
     f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(10)
@@ -21,8 +23,8 @@ LONG = " ".join(
 
 def test_api_process_never_imports_torch():
     code = (
-        "import sys; import app.serve, app.api.app, app.api.routes.voices;"
-        "from app.settings import Settings;"
+        "import sys; import app.launch.serve, app.api.app, app.api.routes.voices;"
+        "from app.core.settings import Settings;"
         "app.api.app.create_app(Settings(redis_url='redis://127.0.0.1:1'));"
         "bad = [m for m in ('torch', 'transformers', 'bark_core.pipeline') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
@@ -72,7 +74,7 @@ def test_batched_jobs_match_solo_runs(api, client, workers):
     def run(i: int) -> None:
         with connect(f"{api.ws_url}/ws/synthesize") as ws:
             ws.send(json.dumps(bodies[i]))
-            events, pcm = ws_job(ws)
+            events, pcm = read_until_done(ws)
             batched[i] = (pcm, next(e["batch"] for e in events if e["type"] == "started"))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]

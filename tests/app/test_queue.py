@@ -12,16 +12,17 @@ import uuid
 
 import pytest
 import redis
-from harness import register_worker
 
-from app.errors import DeadlineExceeded, QueueFull, Unavailable
-from app.queue.client import JobQueue
+from app.api.errors import error_headers, status_of
+from app.core.errors import DeadlineExceeded, QueueFull, Unavailable
 from app.queue.connection import async_client, sync_client
+from app.queue.consumer import Consumer
 from app.queue.keys import Keys
-from app.queue.messages import Event, Job
+from app.queue.producer import JobQueue
+from app.queue.wire import Chunk, Done, Failed, Job, Started
 from app.worker.background import ActiveJobs, Heartbeat
-from app.worker.consumer import Consumer
-from app.worker.worker import Worker
+from app.worker.loop import Worker
+from tests.support.servers import register_worker
 
 
 def job(text: str = "hi", deadline_s: float = 30) -> Job:
@@ -67,7 +68,7 @@ def test_no_live_worker_is_503(redis_url, prefix):
         q = queue(redis_url, prefix)
         with pytest.raises(Unavailable) as info:
             await q.submit(job())
-        assert info.value.headers["Retry-After"] == "3"
+        assert error_headers(info.value)["Retry-After"] == "3"
 
     asyncio.run(go())
 
@@ -84,9 +85,9 @@ def test_live_workers_come_from_the_registry_and_expire(redis_url, prefix):
 
     async def go():
         q = queue(redis_url, prefix)
-        assert sorted(w["id"] for w in await q.workers()) == ["long", "short"]
+        assert sorted(w.id for w in await q.workers()) == ["long", "short"]
         await asyncio.sleep(0.5)
-        assert [w["id"] for w in await q.workers()] == ["long"]
+        assert [w.id for w in await q.workers()] == ["long"]
 
     asyncio.run(go())
     assert r.zrange(keys.workers_live, 0, -1) == [b"long"]
@@ -103,7 +104,7 @@ def test_bounded_queue_positions_then_429(redis_url, prefix):
         assert [await q.submit(job()) for _ in range(3)] == [0, 1, 2]
         with pytest.raises(QueueFull) as info:
             await q.submit(job())
-        assert info.value.status == 429 and info.value.headers["Retry-After"] == "3"
+        assert status_of(info.value) == 429 and error_headers(info.value)["Retry-After"] == "3"
         # a worker taking a job frees a slot: only waiting jobs count against the bound
         consumer(redis_url, prefix, "c1").read(1, None)
         assert await q.submit(job()) == 2
@@ -124,27 +125,28 @@ def test_rerun_chunks_are_forwarded_once(redis_url, prefix):
         await q.submit(j)
         first = consumer(redis_url, prefix, "first")
         (delivery,) = first.read(1, None)
-        first.emit(j.id, Event("started", meta={"attempt": 1}))
-        first.emit(j.id, Event("chunk", seq=0, pcm=b"\x01\x00"))
-        first.emit(j.id, Event("chunk", seq=1, pcm=b"\x02\x00"))
+        first.emit(j.id, Started(attempt=1))
+        first.emit(j.id, Chunk(0, pcm=b"\x01\x00"))
+        first.emit(j.id, Chunk(1, pcm=b"\x02\x00"))
         # ... the first worker dies; another reclaims the entry and starts over at seq 0
         time.sleep(0.4)
         second = consumer(redis_url, prefix, "second")
         (again,) = second.reclaim(10)
         assert again.entry_id == delivery.entry_id and again.deliveries == 2
-        second.emit(j.id, Event("started", meta={"attempt": 2}))
+        second.emit(j.id, Started(attempt=2))
         for seq, pcm in enumerate([b"\x01\x00", b"\x02\x00", b"\x03\x00"]):
-            second.emit(j.id, Event("chunk", seq=seq, pcm=pcm))
-        second.finish(again, Event("done", meta={"rtf": 0.5}))
+            second.emit(j.id, Chunk(seq, pcm=pcm))
+        second.finish(again, Done(rtf=0.5))
         events = [e async for e in q.follow(j.id, time.time() + 10)]
-        assert [(e.type, e.seq) for e in events] == [
-            ("started", -1),
-            ("chunk", 0),
-            ("chunk", 1),
-            ("chunk", 2),
-            ("done", -1),
+        assert [(type(e).__name__, getattr(e, "seq", None)) for e in events] == [
+            ("Started", None),
+            ("Chunk", 0),
+            ("Chunk", 1),
+            ("Chunk", 2),
+            ("Done", None),
         ]
-        assert b"".join(e.pcm for e in events) == b"\x01\x00\x02\x00\x03\x00"
+        assert events[0] == Started(attempt=1) and events[-1] == Done(rtf=0.5)
+        assert b"".join(e.pcm for e in events if isinstance(e, Chunk)) == b"\x01\x00\x02\x00\x03\x00"
         # settled: acked and removed from the stream
         assert (await q.stats()).running == 0 and r.xlen(Keys(prefix).jobs) == 0
 
@@ -199,8 +201,8 @@ def test_dead_letter_after_max_deliveries(redis_url, prefix):
         return events
 
     (event,) = asyncio.run(follow())
-    assert event.type == "error" and event.meta["status"] == 500
-    assert "3 times" in event.meta["message"]
+    assert isinstance(event, Failed) and event.type == "generation_failed"
+    assert "3 times" in event.message
     assert r.ttl(keys.out(j.id)) > 0  # expired after the job ends
 
 

@@ -10,15 +10,15 @@ import uuid
 
 import httpx
 import pytest
-from harness import register_worker
 from websockets.sync.client import connect
 
 from app.queue.connection import sync_client
+from app.queue.consumer import Consumer
 from app.queue.keys import Keys
-from app.queue.messages import Event
+from app.queue.wire import Chunk, Failed, Started
 from app.worker.background import ActiveJobs, Heartbeat
-from app.worker.consumer import Consumer
-from app.worker.worker import Worker
+from app.worker.loop import Worker
+from tests.support.servers import register_worker
 
 TEXT = " ".join(
     f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(12)
@@ -90,10 +90,10 @@ def test_failure_after_headers_aborts_the_transfer(make_api, redis_url):
 
     def script(consumer: Consumer, delivery) -> None:
         job_id = delivery.job.id
-        consumer.emit(job_id, Event("started"))
-        consumer.emit(job_id, Event("chunk", seq=0, pcm=b"\x00\x01" * 2400))
+        consumer.emit(job_id, Started())
+        consumer.emit(job_id, Chunk(0, pcm=b"\x00\x01" * 2400))
         time.sleep(0.3)
-        consumer.finish(delivery, Event.error(500, "generation_failed", "boom"))
+        consumer.finish(delivery, Failed("generation_failed", "boom"))
 
     thread = _scripted_worker(redis_url, prefix, script)
     received = b""
@@ -116,7 +116,7 @@ def test_failure_before_audio_gets_a_status(make_api, redis_url):
     server = make_api(prefix)
 
     def script(consumer: Consumer, delivery) -> None:
-        consumer.finish(delivery, Event.error(500, "generation_failed", "model broke"))
+        consumer.finish(delivery, Failed("generation_failed", "model broke"))
 
     _scripted_worker(redis_url, prefix, script)
     with httpx.Client(base_url=server.url, timeout=20) as c:

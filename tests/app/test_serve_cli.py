@@ -14,12 +14,13 @@ from pathlib import Path
 
 import httpx
 import soundfile as sf
-from harness import REPO, free_port
+
+from tests.support.servers import REPO, free_port
 
 
 def command() -> list[str]:
     script = shutil.which("bark-serve") or str(Path(sys.executable).parent / "bark-serve")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "app.serve"]
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "app.launch.serve"]
 
 
 def children_of(pid: int) -> set[int]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from app import settings_table
-from app.settings import Settings
+from app.core.settings import Settings
+from tools import settings_table
 
 
 def test_readme_table_is_current() -> None:
-    assert settings_table.main(["--check"]) == 0, "run: python -m app.settings_table --write"
+    assert settings_table.main(["--check"]) == 0, "run: python -m tools.settings_table --write"
 
 
 def test_every_field_has_a_row_and_a_description() -> None:

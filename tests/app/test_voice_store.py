@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app import voice_store
+from app.queue import voice_store
 from bark_core.errors import InvalidVoiceError
 from bark_core.voices import VoicePreset
 

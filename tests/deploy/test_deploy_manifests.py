@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
-from deploy_support import by_kind, config_data, parse_dockerfile, pod_specs
 
 from app.queue.keys import Keys
+
+from .deploy_support import by_kind, config_data, parse_dockerfile, pod_specs
 
 # The oldest release we claim (the api's preStop `sleep` action is on by default from
 # 1.30) and the newest the package knows.

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import (
+from fastapi.testclient import TestClient
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from app.api.app import create_app
+from app.core.settings import Settings
+
+from .deploy_support import (
     REPO,
     by_kind,
     compose_environment,
@@ -24,12 +31,6 @@ from deploy_support import (
     parse_dockerfile,
     pod_specs,
 )
-from fastapi.testclient import TestClient
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
-
-from app.api.app import create_app
-from app.settings import Settings
 
 GPU = ("docker-compose.yml",)
 CPU = ("docker-compose.yml", "docker-compose.cpu.yml")
@@ -56,7 +57,7 @@ def image_env() -> dict[str, str]:
 
 def assert_real_settings(env: dict[str, str], where: str) -> None:
     unknown = {k for k in env if k not in NOT_SETTINGS and k not in setting_names()}
-    assert not unknown, f"{where}: not settings of app/settings.py: {sorted(unknown)}"
+    assert not unknown, f"{where}: not settings of app/core/settings.py: {sorted(unknown)}"
 
 
 def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:

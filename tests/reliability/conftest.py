@@ -1,13 +1,8 @@
-"""Fixtures of the reliability suite, built on tests/app's harness (real redis-server, uvicorn on
-loopback, `python -m app.worker.main` subprocesses on the tiny checkpoint).
-
-tests/app has no __init__.py on purpose, and its harness is imported as a top-level module:
-its directory is put on sys.path here so this suite also runs on its own.
-"""
+"""Fixtures of the reliability suite, built on tests/support (real redis-server, uvicorn on
+loopback, `python -m app.worker.main` subprocesses on the tiny checkpoint)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,9 +10,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-
-from harness import LiveServer, Workers, make_settings, running_redis, running_workers
+from tests.support.servers import LiveServer, Workers, make_settings, running_redis, running_workers
 
 SHARED_PREFIX = "rel"
 # Workers of this suite honour fault markers (app/worker/faults.py): only test_poison uses them.

@@ -11,18 +11,15 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
-from harness import REPO, Workers
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
-from app.embedded_redis import redis_binary
+from app.launch.embedded_redis import redis_binary
 from app.queue.keys import Keys
-from app.queue.messages import Event
+from app.queue.wire import Event, decode_event
+from tests.support.servers import REPO, Workers
 
 FIGURES_ENV = "BARK_FIGURES_OUT"  # a JSONL path: where figures go, besides stdout (pytest -s)
 
@@ -48,71 +45,6 @@ def sentences(n: int, tag: str = "") -> str:
         f"This is sentence number {i}{tag}, which is long enough to fill a chunk of text by itself."
         for i in range(2 * n)
     )
-
-
-# --- websocket client -------------------------------------------------------------------
-
-
-@dataclass
-class WsResult:
-    events: list[dict[str, Any]] = field(default_factory=list)
-    frames: dict[int, bytes] = field(default_factory=dict)
-    duplicates: int = 0  # chunk seqs received more than once
-    close_code: int | None = None
-    job_id: str | None = None
-    queued_at: float | None = None  # when the server acknowledged the job (monotonic)
-    ended_at: float | None = None
-
-    @property
-    def outcome(self) -> str:
-        last = self.events[-1]["type"] if self.events else None
-        if last == "done":
-            return "done"
-        if last == "error":
-            return f"error {self.events[-1]['error']['code']}"
-        return f"closed {self.close_code}"
-
-    @property
-    def pcm(self) -> bytes:
-        return b"".join(self.frames[s] for s in sorted(self.frames))
-
-    def seqs(self) -> list[int]:
-        return [e["seq"] for e in self.events if e["type"] == "chunk"]
-
-
-def ws_job(ws_url: str, body: dict[str, Any], timeout: float = 120.0) -> WsResult:
-    """One synthesis over the websocket, recording every event and frame; never raises on a
-    server-side close (that is an outcome to check)."""
-    result = WsResult()
-    deadline = time.monotonic() + timeout
-    seq: int | None = None
-    try:
-        with connect(f"{ws_url}/ws/synthesize", open_timeout=30) as ws:
-            ws.send(json.dumps(body))
-            while time.monotonic() < deadline:
-                message = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-                if isinstance(message, bytes):
-                    assert seq is not None, "binary frame before its chunk event"
-                    if seq in result.frames:
-                        result.duplicates += 1
-                    result.frames[seq] = message
-                    continue
-                event = json.loads(message)
-                result.events.append(event)
-                if event["type"] == "queued":
-                    result.job_id = event["job_id"]
-                    result.queued_at = time.monotonic()
-                elif event["type"] == "chunk":
-                    seq = event["seq"]
-                elif event["type"] in ("done", "error"):
-                    break
-            ws.recv(timeout=5)  # the server's close follows its terminal event
-    except ConnectionClosed as exc:
-        result.close_code = exc.rcvd.code if exc.rcvd else None
-    except TimeoutError:
-        result.close_code = -1  # ours: the server never ended it
-    result.ended_at = time.monotonic()
-    return result
 
 
 # --- workers ----------------------------------------------------------------------------
@@ -159,7 +91,7 @@ class Restarter(threading.Thread):
 def out_events(client: redis.Redis, keys: Keys, job_id: str) -> list[tuple[float, Event]]:
     """A job's output stream as the workers wrote it: (epoch seconds of the entry, event)."""
     entries: Any = client.xrange(keys.out(job_id))
-    return [(int(eid.split(b"-")[0]) / 1000, Event.from_fields(fields)) for eid, fields in entries]
+    return [(int(eid.split(b"-")[0]) / 1000, decode_event(fields)) for eid, fields in entries]
 
 
 def waiting(client: redis.Redis, keys: Keys) -> int:

@@ -3,7 +3,7 @@
     python tests/reliability/soak.py --duration 300 [--workers 2] [--clients 4] [--out FILE]
 
 Starts an embedded redis-server, `bark-worker` processes on the tiny random checkpoint (or
---model), and the API as its own process (`python -m app.serve` with BARK_REDIS_URL), all on
+--model), and the API as its own process (`python -m app.launch.serve` with BARK_REDIS_URL), all on
 loopback. Clients then mix every kind of request (whole files, streams, websockets, the
 OpenAI route, voice listing, metrics scrapes, 10% abandoned streams, invalid bodies) until the
 time is up. Every few seconds it samples the RSS of the API, of each worker and of Redis, and
@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from app.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.launch.embedded_redis import EmbeddedRedis  # noqa: E402
 
 TEXT = "The soak test keeps talking. It says the same few things again and again, for a while."
 
@@ -186,7 +186,7 @@ def main() -> int:
         for _ in range(args.workers)
     ]
     api = subprocess.Popen(
-        [sys.executable, "-m", "app.serve"], env=env, stdout=logs, stderr=subprocess.STDOUT, cwd=REPO
+        [sys.executable, "-m", "app.launch.serve"], env=env, stdout=logs, stderr=subprocess.STDOUT, cwd=REPO
     )
     base = f"http://127.0.0.1:{port}"
     procs = {"api": api.pid, "redis": server.proc.pid if server.proc else 0}

@@ -13,12 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from reliability_kit import new_prefix, record
 from starlette.routing import Mount, WebSocketRoute
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from app.api.errors import flat_routes
+
+from .reliability_kit import new_prefix, record
 
 HERE = Path(__file__).resolve().parent
 FUZZ_SECONDS = 60  # schemathesis's whole run (coverage, fuzzing, stateful phases)

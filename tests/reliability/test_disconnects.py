@@ -10,10 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from reliability_kit import out_events, record, sentences, settled, wait_until, ws_job
 from websockets.sync.client import connect
 
 from app.api.state import AppState
+from app.queue.wire import Chunk, Failed, is_terminal
+from tests.support.ws import ws_job
+
+from .reliability_kit import out_events, record, sentences, settled, wait_until
 
 STREAMS = 20
 LEAVERS = {3: "http", 13: "ws"}  # 10% of the streams leave after their first audio
@@ -77,23 +80,23 @@ def test_disconnects_free_every_slot(make_api, workers):
     drops = []
     for i in LEAVERS:
         job_id, left = results[i]
-        assert wait_until(lambda j=job_id: any(e.terminal for _, e in out_events(redis_, keys, j)), 10)
+        assert wait_until(lambda j=job_id: any(is_terminal(e) for _, e in out_events(redis_, keys, j)), 10)
         events = out_events(redis_, keys, job_id)
-        ended_at, terminal = next((t, e) for t, e in events if e.terminal)
+        ended_at, terminal = next((t, e) for t, e in events if isinstance(e, Failed))
         # The flag's set time, from its remaining TTL (set with ex = job_ttl_s + 3600).
         ttl_ms = redis_.pttl(keys.cancel(job_id))
         flagged_at = time.time() - (state.settings.job_ttl_s + 3600 - ttl_ms / 1000)
-        chunks = [e.seq for _, e in events if e.type == "chunk"]
+        chunks = [e.seq for _, e in events if isinstance(e, Chunk)]
         drops.append(
             {
                 "via": LEAVERS[i],
-                "terminal": terminal.meta.get("type"),
+                "terminal": terminal.type,
                 "left_to_flag_s": round(flagged_at - left, 3),
                 # the pipeline's first should_cancel() answered True: it stops there
-                "flag_to_drop_s": round(terminal.meta["dropped_at"] - flagged_at, 3),
+                "flag_to_drop_s": round((terminal.dropped_at or 0) - flagged_at, 3),
                 "flag_to_settled_s": round(ended_at - flagged_at, 3),
                 "chunks_written": len(chunks),
-                "n_chunks": events[-2][1].meta.get("n_chunks") if len(events) > 1 else None,
+                "n_chunks": getattr(events[-2][1], "n_chunks", None) if len(events) > 1 else None,
             }
         )
 

@@ -9,7 +9,8 @@ import time
 from collections import Counter
 
 import httpx
-from reliability_kit import new_prefix, percentile, record, waiting
+
+from .reliability_kit import new_prefix, percentile, record, waiting
 
 QUEUE_MAX = 4
 CALIBRATE_S = 6.0

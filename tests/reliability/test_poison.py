@@ -7,9 +7,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from reliability_kit import Restarter, record, settled, wait_until
 
 from app.worker.faults import CRASH, ERROR
+
+from .reliability_kit import Restarter, record, settled, wait_until
 
 MAX_DELIVERIES = 3  # the workers' default BARK_MAX_DELIVERIES
 HEALTHY = 6

@@ -7,14 +7,17 @@ import threading
 import time
 
 import httpx
-from reliability_kit import (
+
+from app.queue.wire import Failed, is_terminal
+from tests.support.ws import ws_job
+
+from .reliability_kit import (
     RestartableRedis,
     new_prefix,
     out_events,
     record,
     sentences,
     wait_until,
-    ws_job,
 )
 
 CLIENTS = 4
@@ -93,7 +96,7 @@ def _run(server, make_api, make_workers):
     late = [r for r in unfinished if r not in durable]
 
     def ended(r) -> bool:
-        return any(e.terminal for _, e in out_events(pool.redis, pool.keys, r.job_id))
+        return any(is_terminal(e) for _, e in out_events(pool.redis, pool.keys, r.job_id))
 
     wait_until(lambda: all(ended(r) for r in unfinished), 60, 0.5)
     lost_durable = sum(1 for r in durable if not ended(r))
@@ -111,7 +114,7 @@ def _run(server, make_api, make_workers):
         1
         for r in unfinished
         if any(
-            e.terminal and e.meta.get("type") == "cancelled"
+            isinstance(e, Failed) and e.type == "cancelled"
             for _, e in out_events(pool.redis, pool.keys, r.job_id)
         )
     )

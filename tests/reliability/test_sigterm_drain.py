@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
-from harness import REPO, free_port
-from reliability_kit import record, sentences, wait_until, ws_job
+
+from tests.support.servers import REPO, free_port
+from tests.support.ws import ws_job
+
+from .reliability_kit import record, sentences, wait_until
 
 IN_FLIGHT = 6  # 3 HTTP streams + 3 websockets
 
@@ -45,7 +48,7 @@ def test_sigterm_drains_then_stops(tmp_path: Path, tiny_checkpoint: Path):
     env.pop("BARK_REDIS_URL", None)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "app.launch.serve", "--port", str(port), "--workers", "2"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -22,13 +22,15 @@ import pytest
 import redis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from reliability_kit import new_prefix
 
 from app.api.protocol import MAX_TEXT_CHARS, TEXT_PATTERN, SpeechRequest, SynthesizeRequest
 from app.queue.keys import Keys
-from app.worker.voices import BUILTIN_ETAG, VoiceCache
+from app.queue.wire import BUILTIN_ETAG
+from app.worker.voice_cache import VoiceCache
 from bark_core.errors import BarkError
 from bark_core.voices import VoiceLibrary
+
+from .reliability_kit import new_prefix
 
 # --- a file-system witness ------------------------------------------------------------------
 
@@ -150,7 +152,7 @@ def test_builtin_preset_loads_only_from_inside_the_checkpoint(library, tiny_chec
 @pytest.fixture(scope="module")
 def api_no_workers(rel_redis: str) -> Iterator[str]:
     """An in-process API (so the audit hook sees what it does) on a prefix with no worker."""
-    from harness import LiveServer, make_settings
+    from tests.support.servers import LiveServer, make_settings
 
     with LiveServer(make_settings(rel_redis, new_prefix("val"))) as server:
         with httpx.Client(base_url=server.url, timeout=10) as http:

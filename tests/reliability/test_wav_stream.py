@@ -15,7 +15,8 @@ import av
 import httpx
 import pytest
 import soundfile as sf
-from reliability_kit import new_prefix, record, sentences, wait_until
+
+from .reliability_kit import new_prefix, record, sentences, wait_until
 
 BODY = {"text": sentences(3, "-wav"), "seed": 77, "format": "wav"}
 

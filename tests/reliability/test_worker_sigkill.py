@@ -8,7 +8,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from reliability_kit import (
+
+from app.queue.wire import Started
+from tests.support.ws import ws_job
+
+from .reliability_kit import (
     Restarter,
     new_prefix,
     out_events,
@@ -16,7 +20,6 @@ from reliability_kit import (
     sentences,
     settled,
     wait_until,
-    ws_job,
 )
 
 N_JOBS = 30
@@ -63,7 +66,7 @@ def test_sigkill_under_load_loses_and_repeats_nothing(make_api, make_workers):
     complete = sum(1 for r in results if r.seqs() == list(range(len(r.seqs()))) and r.seqs())
     # Re-runs: a job whose output stream holds more than one `started` was delivered again.
     attempts = [
-        sum(1 for _, e in out_events(pool.redis, pool.keys, r.job_id) if e.type == "started")
+        sum(1 for _, e in out_events(pool.redis, pool.keys, r.job_id) if isinstance(e, Started))
         for r in results
         if r.job_id
     ]

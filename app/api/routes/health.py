@@ -8,11 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ...errors import Unavailable
+from ...core.model_choice import random_weights_warning
 from ...queue.connection import REDIS_DOWN
 from ..deps import Authorized, StateDep
 from ..protocol import error_responses
-from .voices import DEMO_WARNING
 
 router = APIRouter(tags=["health"])
 _WORKER_FIELDS = (
@@ -44,20 +43,20 @@ async def readyz(state: StateDep) -> JSONResponse:
         builtin = await state.voices.builtin()
     except REDIS_DOWN as exc:
         raise state.queue.unavailable(f"redis unreachable: {exc.__class__.__name__}") from exc
-    ready = [w for w in workers if w.get("state") in ("idle", "busy")]
+    ready = [w for w in workers if w.ready]
     if not ready:
-        loading = sum(1 for w in workers if w.get("state") == "loading")
-        raise Unavailable(
-            f"no worker has its model loaded ({len(workers)} live, {loading} loading)",
-            headers={"Retry-After": str(state.settings.retry_after_s)},
+        loading = sum(1 for w in workers if w.state == "loading")
+        raise state.queue.unavailable(
+            f"no worker has its model loaded ({len(workers)} live, {loading} loading)"
         )
-    demo = any(w.get("is_random_demo") for w in ready)
+    demo = any(w.is_random_demo for w in ready)
+    model = builtin.model or ready[0].model
     body: dict[str, Any] = {
         "status": "ready",
-        "model": builtin.model or ready[0].get("model"),
+        "model": model,
         "demo": demo,
-        "warning": DEMO_WARNING if demo else None,
-        "workers": [{k: w.get(k) for k in _WORKER_FIELDS} for w in ready],
+        "warning": random_weights_warning(model) if demo else None,
+        "workers": [{k: getattr(w, k) for k in _WORKER_FIELDS} for w in ready],
     }
     return JSONResponse(body)
 

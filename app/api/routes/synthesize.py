@@ -5,20 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...audio import FORMATS, STREAMABLE
-from ...errors import InvalidRequest
+from ...core.errors import InvalidRequest
+from ..audio import STREAMABLE
 from ..deps import Authorized, StateDep
-from ..protocol import COMMON_ERRORS, SynthesizeRequest, error_responses
+from ..protocol import COMMON_ERRORS, SynthesizeRequest, audio_content, error_responses
 from ..responders import stream_audio, whole_file
-from ..synthesis import request_id_of, submit
+from ..serving import request_id_of, submit
 
 router = APIRouter(dependencies=[Authorized], tags=["synthesis"])
-
-
-def audio_content(*extra: str) -> dict[str, dict[str, object]]:
-    """OpenAPI `content` of an audio response: every format's media type."""
-    types = [info.media_type for info in FORMATS.values()] + list(extra)
-    return {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
 
 
 _AUDIO: dict[int | str, dict[str, object]] = {

@@ -9,16 +9,12 @@ from fastapi.responses import Response
 
 from bark_core.voices import VOICE_ID_RE
 
-from ...openai_voices import OPENAI_VOICES
+from ...core.model_choice import random_weights_warning
 from ..deps import Authorized, StateDep
+from ..openai.voices import OPENAI_VOICES
 from ..protocol import COMMON_ERRORS, VoiceList, VoiceOut, error_responses
 
 router = APIRouter(dependencies=[Authorized], tags=["voices"])
-
-DEMO_WARNING = (
-    "the workers serve the built-in tiny checkpoint with RANDOM weights: audio is noise. "
-    "Set BARK_MODEL (or --model) to a real Bark checkpoint."
-)
 
 
 @router.get("/voices", responses=error_responses(401, 503))
@@ -27,7 +23,7 @@ async def list_voices(state: StateDep) -> VoiceList:
     return VoiceList(
         model=builtin.model,
         demo=builtin.demo,
-        warning=DEMO_WARNING if builtin.demo else None,
+        warning=random_weights_warning(builtin.model) if builtin.demo else None,
         data=voices,
         openai_voices=OPENAI_VOICES,
     )

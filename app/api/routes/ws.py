@@ -21,8 +21,12 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ...errors import ApiError, Forbidden, InvalidRequest, Unauthorized
+from bark_core.audio import pcm16_samples
+
+from ...core.errors import Forbidden, InvalidRequest, ServiceError, Unauthorized
+from ...queue.wire import Chunk, Done, Event, Started
 from ..deps import key_is_valid, presented_key
+from ..errors import error_body, status_of
 from ..protocol import (
     ChunkEvent,
     DoneEvent,
@@ -32,8 +36,8 @@ from ..protocol import (
     StartedEvent,
     SynthesizeRequest,
 )
+from ..serving import JobRun, request_id_of, submit
 from ..state import AppState
-from ..synthesis import JobRun, submit
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["synthesis"])
@@ -52,19 +56,20 @@ def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
     return urlsplit(origin).netloc == ws.headers.get("host")
 
 
-async def _deny(ws: WebSocket, err: ApiError) -> None:
+async def _deny(ws: WebSocket, err: ServiceError) -> None:
     """Refuse the handshake with an HTTP error body where the server can, else close 1008."""
     if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(JSONResponse(err.body(), status_code=err.status))
+        await ws.send_denial_response(JSONResponse(error_body(err), status_code=status_of(err)))
     else:
         await ws.close(code=1008, reason=err.message[:120])
 
 
-async def _fail(ws: WebSocket, err: ApiError) -> None:
-    body = ErrorBody(message=err.message, type=err.type, param=err.param, code=err.status)
+async def _fail(ws: WebSocket, err: ServiceError) -> None:
+    status = status_of(err)
+    body = ErrorBody(message=err.message, type=err.type, param=err.param, code=status)
     with contextlib.suppress(Exception):  # the client may be gone already
         await ws.send_text(ErrorEvent(error=body).model_dump_json())
-        await ws.close(code=4000 + err.status if 0 < err.status < 1000 else 1011)
+        await ws.close(code=4000 + status if 0 < status < 1000 else 1011)
 
 
 def _parse_first(raw: str, limit: int) -> SynthesizeRequest:
@@ -96,7 +101,7 @@ async def ws_synthesize(ws: WebSocket) -> None:
     try:
         raw = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
         body = _parse_first(raw, settings.max_ws_message_bytes)
-        request_id = str(ws.scope.get("state", {}).get("request_id", ""))
+        request_id = request_id_of(ws)
         run = await submit(
             state,
             text=body.text,
@@ -113,7 +118,7 @@ async def ws_synthesize(ws: WebSocket) -> None:
         return
     except WebSocketDisconnect:
         return
-    except ApiError as err:
+    except ServiceError as err:
         await _fail(ws, err)
         return
     await _serve_job(ws, run)
@@ -146,28 +151,8 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
             ).model_dump_json()
         )
         async for event in run.events(client_gone):
-            if event.type == "started":
-                started = StartedEvent(worker=event.meta.get("worker"), batch=event.meta.get("batch"))
-                await ws.send_text(started.model_dump_json())
-            elif event.type == "chunk":
-                chunk = ChunkEvent(
-                    seq=event.seq,
-                    samples=len(event.pcm) // 2,
-                    text=str(event.meta.get("text", "")),
-                    n_chunks=event.meta.get("n_chunks"),
-                )
-                await ws.send_text(chunk.model_dump_json())
-                await ws.send_bytes(event.pcm)
-            elif event.type == "done":
-                done = DoneEvent(
-                    duration_s=round(run.duration_s(), 4),
-                    rtf=event.meta.get("rtf"),
-                    samples=run.samples,
-                    chunks=run.chunks,
-                )
-                await ws.send_text(done.model_dump_json())
-                await ws.close(code=1000)
-    except ApiError as err:
+            await _send_event(ws, run, event)
+    except ServiceError as err:
         await _fail(ws, err)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
@@ -176,6 +161,23 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await listener
         await run.close()
+
+
+async def _send_event(ws: WebSocket, run: JobRun, event: Event) -> None:
+    if isinstance(event, Started):
+        await ws.send_text(StartedEvent(worker=event.worker, batch=event.batch).model_dump_json())
+    elif isinstance(event, Chunk):
+        chunk = ChunkEvent(
+            seq=event.seq, samples=pcm16_samples(event.pcm), text=event.text, n_chunks=event.n_chunks
+        )
+        await ws.send_text(chunk.model_dump_json())
+        await ws.send_bytes(event.pcm)
+    elif isinstance(event, Done):
+        done = DoneEvent(
+            duration_s=round(run.duration_s(), 4), rtf=event.rtf, samples=run.samples, chunks=run.chunks
+        )
+        await ws.send_text(done.model_dump_json())
+        await ws.close(code=1000)
 
 
 def _is_cancel(text: str) -> bool:

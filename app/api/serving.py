@@ -6,31 +6,32 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
+from bark_core.audio import pcm16_samples
+from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import InvalidParameterError
 from bark_core.params import GenerationParams
 
-from ..errors import ApiError, Cancelled, InvalidRequest, from_type
+from ..core.errors import Cancelled, InvalidRequest, ServiceError, from_type
 from ..queue.connection import REDIS_DOWN
-from ..queue.messages import SAMPLE_RATE, Event, Job
+from ..queue.producer import ClientGone
+from ..queue.wire import Chunk, Done, Event, Failed, Job, Started
 from .protocol import MAX_SEED
 from .state import AppState
 
 log = logging.getLogger(__name__)
 
-ClientGone = Callable[[], Awaitable[bool]]
-
 
 class JobRun:
     """One submitted job as seen by one client: its events, its metrics, its cancellation.
 
-    `events()` yields started/chunk/done and raises the job's error as an ApiError. Close the
-    run when done with it: a run closed before its terminal event cancels the job.
+    `events()` yields Started/Chunk/Done and raises the job's error as a ServiceError. Close
+    the run when done with it: a run closed before its terminal event cancels the job.
     """
 
     def __init__(self, state: AppState, job: Job, position: int) -> None:
@@ -40,7 +41,7 @@ class JobRun:
         self.finished = False
         self.samples = 0
         self.chunks = 0
-        self.done_meta: dict[str, Any] = {}
+        self.done: Done | None = None
         self._counted = False
         self._iter: AsyncIterator[Event] | None = None
         self._open = True  # counted in state.drain until close()
@@ -57,44 +58,41 @@ class JobRun:
         return self._iter
 
     async def _events(self, client_gone: ClientGone | None) -> AsyncIterator[Event]:
-        metrics = self.state.metrics
-        queue = self.state.queue
         try:
-            async for event in queue.follow(self.job.id, self.job.deadline, client_gone):
-                if event.type == "started":
-                    metrics.queue_wait.observe(time.time() - self.job.submitted_at)
-                elif event.type == "chunk":
-                    if self.chunks == 0:
-                        metrics.time_to_first_audio.observe(time.time() - self.job.submitted_at)
-                    self.chunks += 1
-                    self.samples += len(event.pcm) // 2
-                    for stage, seconds in event.meta.get("stage_seconds", {}).items():
-                        metrics.stage_seconds.labels(stage).observe(float(seconds))
-                    for stage, rows in event.meta.get("stage_batch", {}).items():
-                        metrics.stage_batch.labels(stage).observe(int(rows))
-                elif event.type == "done":
-                    self.finished = True
-                    self.done_meta = event.meta
-                    metrics.jobs.labels("done").inc()
-                    metrics.audio_seconds.inc(self.samples / SAMPLE_RATE)
-                    if event.meta.get("rtf") is not None:
-                        metrics.rtf.observe(float(event.meta["rtf"]))
-                elif event.type == "error":
-                    self.finished = True
-                    meta = event.meta
-                    raise from_type(str(meta.get("type")), str(meta.get("message")), meta.get("param"))
+            async for event in self.state.queue.follow(self.job.id, self.job.deadline, client_gone):
+                self._observe(event)
+                if isinstance(event, Failed):
+                    raise from_type(event.type, event.message, event.param)
                 yield event
-        except ApiError as exc:
+        except ServiceError as exc:
             # The job's own error, or ours while following it (deadline, client gone, Redis
             # lost): counted once here. Only the former ended the job; close() cancels it
             # otherwise.
             self._counted = True
-            metrics.jobs.labels(exc.type).inc()
+            self.state.metrics.jobs.labels(exc.type).inc()
             raise
+
+    def _observe(self, event: Event) -> None:
+        metrics = self.state.metrics
+        since_submit = time.time() - self.job.submitted_at
+        if isinstance(event, Started):
+            metrics.queue_wait.observe(since_submit)
+        elif isinstance(event, Chunk):
+            if self.chunks == 0:
+                metrics.time_to_first_audio.observe(since_submit)
+            self.chunks += 1
+            self.samples += pcm16_samples(event.pcm)
+            metrics.observe_chunk(event)
+        elif isinstance(event, Done):
+            self.finished = True
+            self.done = event
+            metrics.observe_done(event, self.duration_s())
+        else:
+            self.finished = True
 
     async def collect(self, client_gone: ClientGone | None = None) -> bytes:
         """All PCM of the job (s16le), once it is done."""
-        parts = [event.pcm async for event in self.events(client_gone) if event.type == "chunk"]
+        parts = [event.pcm async for event in self.events(client_gone) if isinstance(event, Chunk)]
         return b"".join(parts)
 
     async def close(self) -> None:
@@ -160,15 +158,13 @@ async def submit(
         position = await state.queue.submit(job)
     except REDIS_DOWN as exc:
         raise state.queue.unavailable("queue unavailable") from exc
-    except ApiError as exc:
+    except ServiceError as exc:
         state.metrics.jobs.labels(f"rejected_{exc.type}").inc()
         raise
-    log.info(
-        "job queued",
-        extra={"job_id": job.id, "position": position, "seed": job.seed, "voice": voice, "chars": len(text)},
-    )
+    extra = {"job_id": job.id, "position": position, "seed": job.seed, "voice": voice, "chars": len(text)}
+    log.info("job queued", extra=extra)
     return JobRun(state, job, position)
 
 
-def request_id_of(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
+def request_id_of(conn: HTTPConnection) -> str:
+    return str(conn.scope.get("state", {}).get("request_id", ""))

@@ -15,12 +15,11 @@ import redis
 from bark_core.errors import UnknownVoiceError
 from bark_core.voices import VoiceLibrary, VoicePreset
 
-from .. import voice_store
+from ..queue import voice_store
 from ..queue.keys import Keys
+from ..queue.wire import BUILTIN_ETAG
 
 log = logging.getLogger(__name__)
-
-BUILTIN_ETAG = "builtin"
 
 
 class VoiceCache:

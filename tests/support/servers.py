@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,13 +22,16 @@ import redis
 import uvicorn
 
 from app.api.app import create_app
-from app.embedded_redis import EmbeddedRedis
+from app.core.settings import Settings
+from app.launch.embedded_redis import EmbeddedRedis
+from app.launch.serve import uvicorn_config
 from app.queue.keys import Keys
-from app.serve import uvicorn_config
-from app.settings import Settings
-from app.worker.background import Heartbeat
+from app.queue.registry import Heartbeat
+
+from .net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+__all__ = ["REPO", "LiveServer", "Workers", "free_port", "make_settings", "register_worker"]
 
 # Fast liveness for tests: a dead worker's job is reclaimed about 2 s after its last claim.
 FAST = {
@@ -40,12 +42,6 @@ FAST = {
     "torch_threads": 1,
     "log_json": True,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
@@ -82,21 +78,6 @@ def register_worker(redis_url: str, prefix: str, worker_id: str = "w0", state: s
     """A live worker as the API sees it (heartbeat and registry), with no process behind it:
     what a fleet that consumes nothing looks like."""
     Heartbeat(redis.Redis.from_url(redis_url), Keys(prefix), worker_id, ttl_s=60).update(state=state, pid=0)
-
-
-def ws_job(ws: Any, timeout: float = 90) -> tuple[list[dict[str, Any]], bytes]:
-    """A websocket job's JSON events and its PCM, read until `done` (an `error` fails)."""
-    events: list[dict[str, Any]] = []
-    pcm = b""
-    while True:
-        message = ws.recv(timeout=timeout)
-        if isinstance(message, bytes):
-            pcm += message
-            continue
-        events.append(json.loads(message))
-        if events[-1]["type"] in ("done", "error"):
-            assert events[-1]["type"] == "done", events[-1]
-            return events, pcm
 
 
 def worker_env(redis_url: str, prefix: str, model: Path, **extra: str) -> dict[str, str]:

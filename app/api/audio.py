@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from .queue.messages import SAMPLE_RATE
+from bark_core.constants import SAMPLE_RATE
 
 AudioFormat = Literal["wav", "flac", "ogg", "mp3", "opus", "aac", "pcm"]
 STREAMABLE: frozenset[str] = frozenset({"wav", "pcm"})
@@ -38,7 +38,7 @@ FORMATS: dict[str, FormatInfo] = {
     "mp3": FormatInfo("audio/mpeg", "mp3", "MP3", "MPEG_LAYER_III"),
     "aac": FormatInfo("audio/aac", "aac"),
     # Raw samples: s16le, 24 kHz, mono (the bytes of the websocket's binary frames too).
-    "pcm": FormatInfo("audio/pcm; rate=24000; channels=1; encoding=s16le", "pcm"),
+    "pcm": FormatInfo(f"audio/pcm; rate={SAMPLE_RATE}; channels=1; encoding=s16le", "pcm"),
 }
 
 

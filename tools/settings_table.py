@@ -1,8 +1,8 @@
 """The README's table of every `BARK_*` setting, generated from `Settings` so it cannot drift.
 
-python -m app.settings_table            # print the table
-python -m app.settings_table --write    # rewrite it in README.md between the markers
-python -m app.settings_table --check    # exit 1 when README.md's table is stale (a test runs this)
+python -m tools.settings_table            # print the table
+python -m tools.settings_table --write    # rewrite it in README.md between the markers
+python -m tools.settings_table --check    # exit 1 when README.md's table is stale (a test runs this)
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pydantic_core import PydanticUndefined
 
-from app.settings import Settings
+from app.core.settings import Settings
 
-BEGIN = "<!-- settings-table:begin (python -m app.settings_table --write) -->"
+BEGIN = "<!-- settings-table:begin (python -m tools.settings_table --write) -->"
 END = "<!-- settings-table:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -58,7 +58,7 @@ def render(readme: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.settings_table")
+    parser = argparse.ArgumentParser(prog="python -m tools.settings_table")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="rewrite the table in README.md")
     mode.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         README.write_text(fresh, encoding="utf-8")
         return 0
     if fresh != current:
-        stale = "README.md's settings table is stale: run `python -m app.settings_table --write`"
+        stale = "README.md's settings table is stale: run `python -m tools.settings_table --write`"
         print(stale, file=sys.stderr)
         return 1
     return 0

@@ -26,14 +26,14 @@ DEMO_BANNER = (
 )
 
 
-def random_weights_banner(model: str) -> str:
-    """What a worker says once its model turns out to hold random weights.
+def random_weights_warning(model: str | None) -> str:
+    """What the worker logs, and /voices and /readyz say, when the served model is random.
 
-    Worded by what it knows, not by how the model was chosen: BARK_MODEL may name a random
+    Worded by what is known, not by how the model was chosen: BARK_MODEL may name a random
     checkpoint on purpose (tests, benchmarks), and the hub may be reachable.
     """
     return (
-        f"THE MODEL {model} HAS RANDOM WEIGHTS (a checkpoint made by bark_core's checkpoint "
+        f"the model {model} has RANDOM weights (a checkpoint made by bark_core's checkpoint "
         "maker): its audio is NOISE. Set BARK_MODEL (or --model) to a real Bark checkpoint "
         "(hub id or directory) for speech."
     )

@@ -1,10 +1,13 @@
-"""The API's side of the queue (asyncio): submit with backpressure, follow, cancel, inspect."""
+"""The API's side of the queue (asyncio): submit with backpressure, follow, cancel, inspect.
+
+Failures are domain errors (QueueFull, Unavailable, DeadlineExceeded, Cancelled) carrying
+`retry_after_s` where a retry can help; app/api/errors.py turns them into HTTP.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,10 +16,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..errors import Cancelled, DeadlineExceeded, QueueFull, Unavailable
-from .connection import BLOCK_MS, REDIS_DOWN
+from ..core.errors import Cancelled, DeadlineExceeded, QueueFull, Unavailable
+from .connection import BLOCK_MS, REDIS_DOWN, ensure_group_async
 from .keys import Keys
-from .messages import Event, Job
+from .registry import live_workers
+from .wire import Chunk, Event, Job, Started, WorkerInfo, decode_event, is_terminal
 
 # Atomic "add unless too many are waiting". Waiting = entries in the stream that no worker
 # has been handed yet: XLEN counts outstanding jobs (finished ones are XDELed), XPENDING the
@@ -30,8 +34,8 @@ redis.call('XADD', KEYS[1], '*', 'job', ARGV[3])
 return waiting
 """
 
-
 MAX_UNSENT_CANCELS = 10_000  # bound on what an outage can make the API remember
+ClientGone = Callable[[], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,10 @@ class JobQueue:
         self._unsent_cancels: dict[str, float] = {}
 
     def unavailable(self, message: str) -> Unavailable:
-        return Unavailable(message, headers={"Retry-After": str(self.retry_after_s)})
+        return Unavailable(message, retry_after_s=self.retry_after_s)
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.jobs, self.keys.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_group_async(self.redis, self.keys)
 
     async def ping(self) -> bool:
         try:
@@ -79,25 +79,9 @@ class JobQueue:
         except REDIS_DOWN:
             return False
 
-    async def workers(self) -> list[dict[str, Any]]:
+    async def workers(self) -> list[WorkerInfo]:
         """Heartbeats of live workers (a dead worker's key has expired)."""
-        now = time.time()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(self.keys.workers_live, "-inf", now)  # expired: forget them
-            pipe.zrangebyscore(self.keys.workers_live, now, "+inf")
-            _, ids = await pipe.execute()
-        if not ids:
-            return []
-        values = await self.redis.mget([self.keys.worker(i.decode()) for i in ids])
-        out = []
-        for raw in values:
-            if raw is None:
-                continue
-            info = json.loads(raw)
-            # A worker that froze keeps its key until the TTL; trust the timestamp too.
-            if time.time() - float(info.get("ts", 0)) <= self.heartbeat_ttl_s:
-                out.append(info)
-        return out
+        return await live_workers(self.redis, self.keys, self.heartbeat_ttl_s)
 
     async def submit(self, job: Job) -> int:
         """Queue a job; returns how many jobs are ahead of it. QueueFull / Unavailable."""
@@ -109,8 +93,7 @@ class JobQueue:
             raise self.unavailable(f"queue unavailable: {exc.__class__.__name__}") from exc
         if position < 0:
             raise QueueFull(
-                f"queue is full ({-1 - position} jobs waiting); retry later",
-                headers={"Retry-After": str(self.retry_after_s)},
+                f"queue is full ({-1 - position} jobs waiting); retry later", retry_after_s=self.retry_after_s
             )
         return position
 
@@ -162,57 +145,77 @@ class JobQueue:
             return QueueStats(0, 0, 0)
         return QueueStats(waiting=max(0, outstanding - held), running=held, dead=dead)
 
-    async def follow(
-        self,
-        job_id: str,
-        deadline: float,
-        client_gone: Callable[[], Awaitable[bool]] | None = None,
+    def follow(
+        self, job_id: str, deadline: float, client_gone: ClientGone | None = None
     ) -> AsyncIterator[Event]:
         """The job's events in order, each chunk `seq` at most once, ending at its terminal.
 
         `client_gone` is polled between reads; when it says so, Cancelled is raised (the
-        caller then cancels the job).
+        caller then cancels the job). A job re-run after a worker crash starts again at seq 0
+        with the same seed: chunks already forwarded are skipped, not repeated."""
+        return _Follower(self, job_id, deadline, client_gone).events()
 
-        A job re-run after a worker crash starts again at seq 0 with the same seed, so it
-        regenerates the very same audio: chunks already forwarded are skipped, not repeated.
-        """
-        key = self.keys.out(job_id)
-        last_id = b"0-0"
-        next_seq = 0
-        started = False
-        last_worker_check = time.monotonic()
+
+class _Follower:
+    """One reader of one job's output stream."""
+
+    def __init__(self, queue: JobQueue, job_id: str, deadline: float, client_gone: ClientGone | None) -> None:
+        self.queue = queue
+        self.key = queue.keys.out(job_id)
+        self.deadline = deadline
+        self.client_gone = client_gone
+        self.last_id = b"0-0"
+        self.next_seq = 0
+        self.started = False
+        self.last_worker_check = time.monotonic()
+
+    async def events(self) -> AsyncIterator[Event]:
         while True:
-            if client_gone is not None and await client_gone():
+            if self.client_gone is not None and await self.client_gone():
                 raise Cancelled("client went away")
-            left = deadline - time.time()
-            if left <= 0:
-                raise DeadlineExceeded("synthesis did not finish before the request deadline")
-            block = max(1, min(BLOCK_MS, int(left * 1000)))
-            try:
-                reply: Any = await self.redis.xread({key: last_id}, count=64, block=block)
-            except REDIS_DOWN as exc:
-                raise self.unavailable("queue connection lost") from exc
-            entries = reply[0][1] if reply else []
-            for entry_id, fields in entries:
-                last_id = entry_id
-                event = Event.from_fields(fields)
-                if event.type == "chunk":
-                    if event.seq < next_seq:
-                        continue  # already forwarded by an earlier attempt
-                    next_seq = event.seq + 1
-                elif event.type == "started":
-                    if started:
-                        continue
-                    started = True
-                yield event
-                if event.terminal:
+            entries = await self._read()
+            for event in entries:
+                if self._fresh(event):
+                    yield event
+                if is_terminal(event):
                     return
-            if not entries and time.monotonic() - last_worker_check > self.heartbeat_ttl_s:
-                # Nobody may ever pick the job up again: fail now rather than at the deadline.
-                last_worker_check = time.monotonic()
-                try:
-                    alive = await self.workers()
-                except REDIS_DOWN as exc:
-                    raise self.unavailable("queue connection lost") from exc
-                if not alive:
-                    raise self.unavailable("no live worker left to run this job")
+            if not entries:
+                await self._check_workers()
+
+    async def _read(self) -> list[Event]:
+        left = self.deadline - time.time()
+        if left <= 0:
+            raise DeadlineExceeded("synthesis did not finish before the request deadline")
+        block = max(1, min(BLOCK_MS, int(left * 1000)))
+        try:
+            reply: Any = await self.queue.redis.xread({self.key: self.last_id}, count=64, block=block)
+        except REDIS_DOWN as exc:
+            raise self.queue.unavailable("queue connection lost") from exc
+        entries = reply[0][1] if reply else []
+        if entries:
+            self.last_id = entries[-1][0]
+        return [decode_event(fields) for _, fields in entries]
+
+    def _fresh(self, event: Event) -> bool:
+        """False for what an earlier attempt of the job already sent."""
+        if isinstance(event, Chunk):
+            if event.seq < self.next_seq:
+                return False
+            self.next_seq = event.seq + 1
+        elif isinstance(event, Started):
+            if self.started:
+                return False
+            self.started = True
+        return True
+
+    async def _check_workers(self) -> None:
+        """Nobody may ever pick the job up again: fail now rather than at the deadline."""
+        if time.monotonic() - self.last_worker_check <= self.queue.heartbeat_ttl_s:
+            return
+        self.last_worker_check = time.monotonic()
+        try:
+            alive = await self.queue.workers()
+        except REDIS_DOWN as exc:
+            raise self.queue.unavailable("queue connection lost") from exc
+        if not alive:
+            raise self.queue.unavailable("no live worker left to run this job")

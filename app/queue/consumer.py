@@ -16,8 +16,10 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
-from ..queue.keys import Keys
-from ..queue.messages import Event, Job
+from ..core.errors import GenerationFailed
+from .connection import ensure_group
+from .keys import Keys
+from .wire import Event, Failed, Job, encode_event
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,7 @@ class Consumer:
         self.stream_ttl_s = stream_ttl_s  # bound on a running job's output stream
 
     def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(self.keys.jobs, self.keys.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self.redis, self.keys)
 
     @staticmethod
     def _parse(entry_id: bytes, fields: dict[bytes, bytes] | None, deliveries: int) -> Delivery:
@@ -117,7 +115,7 @@ class Consumer:
     def emit(self, job_id: str, event: Event) -> None:
         key = self.keys.out(job_id)
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, event.to_fields())  # type: ignore[arg-type]
+            pipe.xadd(key, encode_event(event))  # type: ignore[arg-type]
             pipe.expire(key, self.stream_ttl_s)
             pipe.execute()
 
@@ -126,7 +124,7 @@ class Consumer:
         with self.redis.pipeline(transaction=True) as pipe:
             if delivery.job is not None:
                 key = self.keys.out(delivery.job.id)
-                pipe.xadd(key, event.to_fields())  # type: ignore[arg-type]
+                pipe.xadd(key, encode_event(event))  # type: ignore[arg-type]
                 pipe.expire(key, self.job_ttl_s)
             pipe.xack(self.keys.jobs, self.keys.group, delivery.entry_id)
             pipe.xdel(self.keys.jobs, delivery.entry_id)
@@ -147,7 +145,7 @@ class Consumer:
                 approximate=True,
             )
             pipe.execute()
-        self.finish(delivery, Event.error(500, "generation_failed", reason))
+        self.finish(delivery, Failed(GenerationFailed.type, reason))
 
     def cancelled(self, job_ids: list[str]) -> set[str]:
         if not job_ids:

@@ -20,12 +20,12 @@ from types import FrameType
 
 import uvicorn
 
-from .api.app import create_app
-from .api.drain import Drain
+from ..api.app import create_app
+from ..api.drain import Drain
+from ..core.logs import configure_logging
+from ..core.model_choice import choose
+from ..core.settings import Settings
 from .embedded_redis import EmbeddedRedis
-from .logs import configure_logging
-from .model_choice import choose
-from .settings import Settings
 from .supervisor import WorkerPool
 
 log = logging.getLogger("bark.serve")

@@ -17,6 +17,9 @@ Device = Literal["cpu", "cuda", "auto"]
 Dtype = Literal["float32", "float16", "bfloat16", "int8", "auto"]
 CsvList = Annotated[list[str], NoDecode]
 WORKER_STOP_MARGIN_S = 15.0
+# What the example secrets in deploy/ hold: a key containing it is refused at start, so an
+# example copied unedited never serves with a guessable key.
+PLACEHOLDER_KEY = "replace-me"
 
 
 def _split_csv(value: object) -> object:
@@ -112,7 +115,7 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="Largest websocket message, bytes (close 1009 above)."
     )
     static_dir: Path = Field(
-        Path(__file__).parent / "static",
+        Path(__file__).resolve().parents[1] / "static",
         description="Directory of the playground page served at GET /.",
     )
 
@@ -186,4 +189,8 @@ class Settings(BaseSettings):
             raise ValueError("heartbeat_ttl_s must exceed heartbeat_interval_s")
         if any(not key for key in self.api_keys):
             raise ValueError("api_keys must not contain empty keys")
+        if any(PLACEHOLDER_KEY in key.lower() for key in self.api_keys):
+            raise ValueError(
+                f"api_keys holds the example placeholder ({PLACEHOLDER_KEY!r}): set real, random keys"
+            )
         return self

@@ -9,25 +9,20 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..queue.wire import Chunk, Done
+
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
 _RTF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 25, 50)
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = r = CollectorRegistry()
         self.requests = Counter(
-            "bark_http_requests",
-            "HTTP requests by route and status",
-            ["route", "status"],
-            registry=r,
+            "bark_http_requests", "HTTP requests by route and status", ["route", "status"], registry=r
         )
         self.jobs = Counter(
-            "bark_jobs",
-            "Synthesis jobs by outcome (done, error type, cancelled)",
-            ["outcome"],
-            registry=r,
+            "bark_jobs", "Synthesis jobs by outcome (done, error type, cancelled)", ["outcome"], registry=r
         )
         self.queue_waiting = Gauge("bark_queue_waiting", "Jobs queued, not started", registry=r)
         self.queue_running = Gauge("bark_queue_running", "Jobs held by workers", registry=r)
@@ -66,3 +61,15 @@ class Metrics:
             registry=r,
         )
         self.audio_seconds = Counter("bark_audio_seconds", "Seconds of audio delivered", registry=r)
+
+    def observe_chunk(self, chunk: Chunk) -> None:
+        for stage, seconds in chunk.stage_seconds.items():
+            self.stage_seconds.labels(stage).observe(float(seconds))
+        for stage, rows in chunk.stage_batch.items():
+            self.stage_batch.labels(stage).observe(int(rows))
+
+    def observe_done(self, done: Done, audio_seconds: float) -> None:
+        self.jobs.labels("done").inc()
+        self.audio_seconds.inc(audio_seconds)
+        if done.rtf is not None:
+            self.rtf.observe(float(done.rtf))

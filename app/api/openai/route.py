@@ -8,14 +8,13 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...audio import change_tempo
-from ...errors import ModelNotFound
-from ...openai_voices import OPENAI_MODELS, resolve_voice
+from ...core.errors import ModelNotFound
+from ..audio import change_tempo
 from ..deps import Authorized, StateDep
-from ..protocol import COMMON_ERRORS, SpeechRequest, error_responses
+from ..protocol import COMMON_ERRORS, SpeechRequest, audio_content, error_responses
 from ..responders import stream_audio, stream_sse, whole_file
-from ..synthesis import request_id_of, submit
-from .synthesize import audio_content
+from ..serving import request_id_of, submit
+from .voices import OPENAI_MODELS, resolve_voice
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Authorized], tags=["openai"])

@@ -7,23 +7,26 @@ as soon as its last chunk is.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bark_core.audio import pcm16_samples, to_pcm16
+from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import BarkError
 from bark_core.params import GenerationParams
 from bark_core.types import AudioChunk, SynthesisRequest
 
-from ..errors import ApiError, Cancelled, DeadlineExceeded, GenerationFailed, from_core
+from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed, ServiceError, from_core
 from ..queue.connection import REDIS_DOWN
-from ..queue.messages import SAMPLE_RATE, Event, to_pcm16
-from .background import ActiveJob, ActiveJobs
-from .consumer import Consumer, Delivery
+from ..queue.consumer import Consumer, Delivery
+from ..queue.wire import Chunk, Done, Event, Failed, Started
+from .active import ActiveJob, ActiveJobs
 from .faults import Faults
-from .voices import VoiceCache
+from .voice_cache import VoiceCache
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,8 @@ class Pipeline(Protocol):
 MoreJobs = Callable[[int], list[Delivery]]
 
 
-def error_event(err: ApiError) -> Event:
-    return Event.error(err.status, err.type, err.message, err.param)
+def failed(err: ServiceError) -> Failed:
+    return Failed(err.type, err.message, err.param)
 
 
 @dataclass
@@ -93,25 +96,23 @@ class BatchRunner:
         return len(rows)
 
     def _prepare(self, delivery: Delivery, batch: int) -> Row | None:
+        """The job as a pipeline request, its `started` event written; None if it cannot run."""
         job = delivery.job
         assert job is not None
         try:
             voice = self.voices.get(job.voice, job.voice_etag) if job.voice else None
             params = GenerationParams(**job.params)
         except BarkError as exc:
-            self.consumer.finish(delivery, error_event(from_core(exc)))
+            self.consumer.finish(delivery, failed(from_core(exc)))
             return None
         except TypeError as exc:  # a field this version does not know
-            self.consumer.finish(delivery, error_event(GenerationFailed(f"bad job: {exc}")))
+            self.consumer.finish(delivery, failed(GenerationFailed(f"bad job: {exc}")))
             return None
         active = self.active.add(delivery)
         request = SynthesisRequest(
             text=job.text, voice=voice, params=params, seed=job.seed, should_cancel=active.should_cancel
         )
-        self.consumer.emit(
-            job.id,
-            Event("started", meta={"worker": self.worker_id, "attempt": delivery.deliveries, "batch": batch}),
-        )
+        self.consumer.emit(job.id, Started(self.worker_id, delivery.deliveries, batch))
         log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
         self.faults.on_start(job)
         return Row(delivery, request, active, time.perf_counter())
@@ -120,7 +121,20 @@ class BatchRunner:
         """`rows` grows by the jobs that join; the pipeline numbers them in the same order."""
         if not rows:
             return
+        try:
+            self._stream(rows, more, max_rows)
+        except REDIS_DOWN:
+            # Not the rows' fault, and nothing can be written: leave them pending; they are
+            # reclaimed (and re-run from seq 0) once Redis is back.
+            raise
+        except Exception as exc:
+            self._on_failure(rows, exc)
+            return
+        for row in rows:
+            if not row.finished:
+                self._settle(row, failed(self._why_unfinished(row)))
 
+    def _stream(self, rows: list[Row], more: MoreJobs | None, max_rows: int) -> None:
         def admit(free: int) -> list[SynthesisRequest]:
             assert more is not None
             joined = [row for d in more(free) if (row := self._prepare(d, len(rows) + 1)) is not None]
@@ -129,48 +143,40 @@ class BatchRunner:
                 self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
             return [row.request for row in joined]
 
-        try:
-            for row in rows:
-                self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
-            joining = admit if more is not None else None
-            stream = self.pipe.stream([row.request for row in rows], admit=joining, max_rows=max_rows)
-            for chunk in stream:
-                if not rows[chunk.request_index].finished:  # settled early: nothing more
-                    self._on_chunk(rows[chunk.request_index], chunk)
-                self._settle_dropped(rows)
-        except REDIS_DOWN:
-            # Not the rows' fault, and nothing can be written: leave them pending; they are
-            # reclaimed (and re-run from seq 0) once Redis is back.
-            raise
-        except Exception as exc:
-            unfinished = [row for row in rows if not row.finished]
-            if len(unfinished) > 1 and not isinstance(exc, BarkError):
-                # One row may have broken the batch: give each its own run (from seq 0 again;
-                # the API skips chunks it already forwarded).
-                log.exception("batch of %d failed; retrying rows one by one", len(unfinished))
-                for row in unfinished:
-                    row.samples = row.chunks = 0
-                    self._run_rows([row])
-                return
-            err = from_core(exc) if isinstance(exc, BarkError) else None
-            if err is None:
-                log.exception("generation failed")
-                err = GenerationFailed(f"generation failed: {exc.__class__.__name__}")
-            for row in unfinished:
-                self._settle(row, error_event(err))
-            return
         for row in rows:
-            if not row.finished:
-                self._settle(row, error_event(self._why_unfinished(row)))
+            self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
+        joining = admit if more is not None else None
+        for chunk in self.pipe.stream([row.request for row in rows], admit=joining, max_rows=max_rows):
+            if not rows[chunk.request_index].finished:  # settled early: nothing more
+                self._on_chunk(rows[chunk.request_index], chunk)
+            self._settle_dropped(rows)
+
+    def _on_failure(self, rows: list[Row], exc: Exception) -> None:
+        unfinished = [row for row in rows if not row.finished]
+        if len(unfinished) > 1 and not isinstance(exc, BarkError):
+            # One row may have broken the batch: give each its own run (from seq 0 again;
+            # the API skips chunks it already forwarded).
+            log.exception("batch of %d failed; retrying rows one by one", len(unfinished))
+            for row in unfinished:
+                row.samples = row.chunks = 0
+                self._run_rows([row])
+            return
+        if isinstance(exc, BarkError):
+            err = from_core(exc)
+        else:
+            log.exception("generation failed")
+            err = GenerationFailed(f"generation failed: {exc.__class__.__name__}")
+        for row in unfinished:
+            self._settle(row, failed(err))
 
     def _settle_dropped(self, rows: list[Row]) -> None:
         """Rows the pipeline has dropped (cancelled, past deadline) end now, not when the rest
         of their batch does: their queue entry and output stream are settled at once."""
         for row in rows:
             if not row.finished and row.active.dropped_at is not None:
-                self._settle(row, error_event(self._why_unfinished(row)))
+                self._settle(row, failed(self._why_unfinished(row)))
 
-    def _why_unfinished(self, row: Row) -> ApiError:
+    def _why_unfinished(self, row: Row) -> ServiceError:
         if row.active.cancelled.is_set():
             return Cancelled("cancelled by the client")
         if row.active.should_cancel():
@@ -179,38 +185,32 @@ class BatchRunner:
 
     def _on_chunk(self, row: Row, chunk: AudioChunk) -> None:
         pcm = to_pcm16(chunk.audio)
-        row.samples += len(pcm) // 2
+        row.samples += pcm16_samples(pcm)
         row.chunks += 1
-        meta = {
-            "text": chunk.text,
-            "n_chunks": chunk.n_chunks,
-            "stage_seconds": {k: round(v, 6) for k, v in chunk.stage_seconds.items()},
-            "stage_batch": chunk.stage_batch,
-        }
-        self.consumer.emit(row.job_id, Event("chunk", seq=chunk.chunk_index, meta=meta, pcm=pcm))
+        seconds = {k: round(v, 6) for k, v in chunk.stage_seconds.items()}
+        event = Chunk(chunk.chunk_index, pcm, chunk.text, chunk.n_chunks, seconds, dict(chunk.stage_batch))
+        self.consumer.emit(row.job_id, event)
         if chunk.is_last:
-            seconds = time.perf_counter() - row.started
-            duration = row.samples / SAMPLE_RATE
-            self._settle(
-                row,
-                Event(
-                    "done",
-                    meta={
-                        "duration_s": round(duration, 4),
-                        "samples": row.samples,
-                        "chunks": row.chunks,
-                        "gen_seconds": round(seconds, 4),
-                        "rtf": round(seconds / duration, 4) if duration > 0 else None,
-                        "worker": self.worker_id,
-                        "attempt": row.delivery.deliveries,
-                    },
-                ),
-            )
+            self._settle(row, self._done(row))
+
+    def _done(self, row: Row) -> Done:
+        seconds = time.perf_counter() - row.started
+        duration = row.samples / SAMPLE_RATE
+        rtf = round(seconds / duration, 4) if duration > 0 else None
+        return Done(
+            round(duration, 4),
+            row.samples,
+            row.chunks,
+            round(seconds, 4),
+            rtf,
+            self.worker_id,
+            row.delivery.deliveries,
+        )
 
     def _settle(self, row: Row, event: Event) -> None:
-        if row.active.dropped_at is not None:
-            event.meta["dropped_at"] = round(row.active.dropped_at, 4)  # for the suite's figure
+        if isinstance(event, Failed) and row.active.dropped_at is not None:
+            event = dataclasses.replace(event, dropped_at=round(row.active.dropped_at, 4))
         self.consumer.finish(row.delivery, event)
         row.finished = True
-        outcome = event.meta.get("type", event.type)
+        outcome = event.type if isinstance(event, Failed) else "done"
         log.info("job %s", outcome, extra={"job_id": row.job_id, "samples": row.samples})

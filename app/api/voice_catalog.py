@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any
-
 import redis.asyncio as aioredis
 
 from bark_core.errors import InvalidVoiceError
 from bark_core.voices import LANGUAGES, PROMPT_KEYS, VOICE_ID_RE, VoicePreset, language_of
 
-from .. import voice_store
-from ..errors import Conflict, InvalidRequest, NotFound, UnknownVoice
+from ..core.errors import Conflict, InvalidRequest, NotFound, UnknownVoice
+from ..queue import voice_store
 from ..queue.keys import Keys
+from ..queue.wire import BUILTIN_ETAG, BuiltinVoices
 from .protocol import VoiceOut
-
-BUILTIN_ETAG = "builtin"
-
-
-@dataclass(frozen=True)
-class Builtin:
-    """What the workers published: their model, whether it is the random demo, its presets."""
-
-    model: str | None = None
-    demo: bool = False
-    ids: frozenset[str] = field(default_factory=frozenset)
 
 
 def _voice_out(voice_id: str, source: str) -> VoiceOut:
@@ -43,18 +29,15 @@ class VoiceCatalog:
         self.redis = redis
         self.keys = keys
 
-    async def builtin(self) -> Builtin:
-        raw = await self.redis.get(self.keys.builtin_voices)
-        if raw is None:
-            return Builtin()
-        info: dict[str, Any] = json.loads(raw)
-        return Builtin(info.get("model"), bool(info.get("demo")), frozenset(info.get("ids", [])))
+    async def builtin(self) -> BuiltinVoices:
+        """What the workers published: their model, whether it is random, its presets."""
+        return BuiltinVoices.from_json(await self.redis.get(self.keys.builtin_voices))
 
     async def uploaded(self) -> dict[str, str]:
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.uploaded_voices)  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def list(self) -> tuple[Builtin, list[VoiceOut]]:
+    async def list(self) -> tuple[BuiltinVoices, list[VoiceOut]]:
         builtin = await self.builtin()
         voices = [_voice_out(v, "builtin") for v in sorted(builtin.ids)]
         voices += [_voice_out(v, "uploaded") for v in sorted(await self.uploaded())]

@@ -6,12 +6,13 @@ import logging
 import threading
 import time
 
-from ..errors import Cancelled, DeadlineExceeded
+from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed
 from ..queue.connection import BLOCK_MS, REDIS_DOWN
-from ..queue.messages import Event
-from .background import ActiveJobs, Background, Heartbeat
-from .consumer import Consumer, Delivery
-from .runner import BatchRunner, MoreJobs, error_event
+from ..queue.consumer import Consumer, Delivery
+from ..queue.registry import Heartbeat
+from .active import ActiveJobs
+from .background import Background
+from .batch import BatchRunner, MoreJobs, failed
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ class Worker:
         except REDIS_DOWN:
             return []  # the batch in hand goes on; the outage surfaces when it writes
         if joined:
-            self.heartbeat.update(
-                jobs=[a.job_id for a in self.active.snapshot()] + [d.job.id for d in joined if d.job]
-            )
+            self.heartbeat.update(jobs=self.active.ids() + [d.job.id for d in joined if d.job])
         return joined
 
     def _admit(self, batch: list[Delivery]) -> list[Delivery]:
@@ -120,16 +119,16 @@ class Worker:
         admitted = []
         for d in batch:
             if d.job is None:
-                self.consumer.finish(d, Event("error"))
+                self.consumer.finish(d, failed(GenerationFailed("unreadable job entry")))
             elif d.deliveries > self.max_deliveries:
                 log.error("dead-lettering job after %d deliveries", d.deliveries, extra={"job_id": d.job.id})
                 self.consumer.dead_letter(
                     d, f"job was delivered {d.deliveries} times; its workers kept dying"
                 )
             elif d.job.id in cancelled:
-                self.consumer.finish(d, error_event(Cancelled("cancelled before it started")))
+                self.consumer.finish(d, failed(Cancelled("cancelled before it started")))
             elif time.time() > d.job.deadline:
-                self.consumer.finish(d, error_event(DeadlineExceeded("deadline passed in queue")))
+                self.consumer.finish(d, failed(DeadlineExceeded("deadline passed in queue")))
             else:
                 admitted.append(d)
         return admitted

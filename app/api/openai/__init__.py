@@ -1,0 +1,1 @@
+"""The OpenAI-compatible speech route and its voice-name table."""

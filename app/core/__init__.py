@@ -1,0 +1,1 @@
+"""Process-wide pieces every role shares: settings, domain errors, logs, model choice."""

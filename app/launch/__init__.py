@@ -1,0 +1,1 @@
+"""Starting the service: `bark-serve`, its embedded Redis and its local worker processes."""

@@ -1,0 +1,1 @@
+"""Developer tools that keep the docs in step with the code (run from the repository root)."""
