@@ -106,6 +106,16 @@ def card() -> dict:
     return info
 
 
+def card_from_child() -> dict:
+    """card() in a short-lived process: querying the device creates a CUDA context (hundreds of
+    MiB), which this parent would otherwise hold on the card through every step."""
+    code = "import json; from benchmarks.gpu_check import card; print(json.dumps(card()))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def plan(out: Path) -> list[Step]:
     py = sys.executable
     log = out / "service-server.log"
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"gpu-check: no CUDA GPU: {reason}; nothing was run", file=sys.stderr)
         return NO_GPU_EXIT
-    info = card()
+    info = card_from_child()
     slug = re.sub(r"[^a-z0-9]+", "-", info["name"].lower()).strip("-")
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     out = args.out_dir or RESULTS / f"gpu-check-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
