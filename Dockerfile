@@ -5,14 +5,21 @@
 #   docker run IMAGE bark-worker      -> a GPU worker (needs BARK_REDIS_URL)
 #   docker run IMAGE bark-tts download [MODEL]  -> prefetch weights into $HF_HOME (/data/hf)
 #
+# CUDA comes from PyTorch's wheels, not from the base image: the cu130 build of torch 2.13
+# brings CUDA 13.0 and cuDNN 9 as pip packages (nvidia-*), so a plain Ubuntu base serves GPU
+# and CPU alike. The host needs only the NVIDIA driver, >= 580 for CUDA 13.x, and the NVIDIA
+# Container Toolkit (deploy/README.md, "The image").
+#
 # Build args:
-#   BASE_IMAGE      CUDA runtime base; a CPU-only host may use plain ubuntu:24.04
-#   TORCH_INDEX     PyTorch wheel index: .../whl/cu128 (CUDA build) or .../whl/cpu
+#   BASE_IMAGE      the OS (Ubuntu 24.04: its python3 is 3.12)
+#   TORCH_INDEX     PyTorch wheel index: .../whl/cu130 (CUDA 13.0 build) or .../whl/cpu;
+#                   .../whl/cu126 with CUDA_REQUIRE="cuda>=12.0" for hosts on 525-579 drivers
 #   TORCH_VERSION   must sit in pyproject's torch range (`pip install .` must not move it)
+#   CUDA_REQUIRE    the NVIDIA_REQUIRE_CUDA check of the index's CUDA ("" for the CPU build)
 #   PREFETCH_MODEL  a hub id (e.g. suno/bark-small) to bake into the image; empty: don't
 #   PREFETCH_REVISION  pin that model's hub revision (a commit) for reproducible images
 
-ARG BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
+ARG BASE_IMAGE=ubuntu:24.04
 
 # ---- base: Python and the few system packages both stages need --------------------------
 FROM ${BASE_IMAGE} AS base
@@ -29,7 +36,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # ---- build: a self-contained venv in /opt/venv ------------------------------------------
 FROM base AS build
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 ARG TORCH_VERSION=2.13.0
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -57,6 +64,7 @@ RUN pip install --no-deps . \
 FROM base AS runtime
 ARG PREFETCH_MODEL=""
 ARG PREFETCH_REVISION=""
+ARG CUDA_REQUIRE="cuda>=13.0"
 # A fixed uid, so volume ownership and Kubernetes' runAsUser agree.
 RUN groupadd --system --gid 10001 bark \
     && useradd --system --uid 10001 --gid bark --create-home --home-dir /home/bark bark \
@@ -67,7 +75,13 @@ COPY deploy/docker/healthcheck.py /usr/local/bin/bark-healthcheck
 # BARK_HOST: inside a container the API must listen beyond loopback.
 # BARK_DATA_DIR: the embedded Redis' AOF (single-container mode) lands on the /data volume.
 # HF_HOME: the model cache; mount a volume here (or bake weights in with PREFETCH_MODEL).
+# NVIDIA_DRIVER_CAPABILITIES: without `compute` the NVIDIA runtime mounts no libcuda into a
+# container of a plain base image, and torch sees no GPU. NVIDIA_REQUIRE_CUDA: on a driver too
+# old for the wheels' CUDA the container refuses to start with that reason, instead of a worker
+# that finds no GPU. No NVIDIA_VISIBLE_DEVICES: a container sees only the GPUs it asked for.
 ENV PATH=/opt/venv/bin:$PATH \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    NVIDIA_REQUIRE_CUDA=${CUDA_REQUIRE} \
     HF_HOME=/data/hf \
     BARK_HOST=0.0.0.0 \
     BARK_PORT=8000 \

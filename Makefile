@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-fast lint typecheck demo bench soak settings-table clean
+.PHONY: install serve test test-fast lint typecheck demo bench gpu-check soak settings-table clean
 
 install: $(STAMP)
 
@@ -45,13 +45,21 @@ demo: install
 	$(VENV)/bin/bark-tts synthesize "Hello there. This is bark-serve." \
 		--model artifacts/demo-checkpoint --voice v2/en_speaker_6 -o artifacts/hello.wav
 
-# Timings, not tests: transformers vs bark_core on the bark-small-shaped random checkpoint,
-# then the service at 1/4/8/16 concurrent requests. JSON lands in benchmarks/results/.
+# Timings, not tests: transformers vs bark_core on the bark-small-shaped random checkpoint
+# (best of two runs per mode, as benchmarks/README.md's tables), then the service at 1/4/8/16
+# concurrent requests. JSON lands in benchmarks/results/ (git-ignored: the README keeps tables).
 bench: install
-	$(PY) -m benchmarks.pipeline_bench
+	$(PY) -m benchmarks.pipeline_bench --repeat 2
 	$(PY) -m benchmarks.service_bench --size tiny --overhead
 	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 2
 	$(PY) -m benchmarks.service_bench --size small --levels 1,8 --seconds 2 --voice none
+
+# On a CUDA host, at most 8 minutes: the CUDA tests, fp16 pipeline against transformers with
+# and without offload, the service at 1 and 16 streams; one JSON + Markdown table named after
+# the card. Needs torch's CUDA build: make install TORCH_INDEX=https://download.pytorch.org/whl/cu130
+# Without a GPU it says so in one line and fails.
+gpu-check: install
+	$(PY) -m benchmarks.gpu_check
 
 # Mixed load for a set time (not in CI): RSS drift of the API and workers, Redis memory growth.
 soak: install

@@ -7,10 +7,18 @@ runs in its own fresh process, so its peak RSS is its own.
 
     .venv/bin/python -m benchmarks.pipeline_bench                  # all default modes
     .venv/bin/python -m benchmarks.pipeline_bench --modes ref-fp32,core-fp32 --seconds 2
+    .venv/bin/python -m benchmarks.pipeline_bench --device cuda \
+        --modes ref-fp16,core-fp16,ref-fp16-offload,core-fp16-offload
 
 Modes: ref-<dtype> is transformers, core-<dtype> is bark_core; dtypes fp32, bf16, int8
 (bark_core only: dynamic int8 linears), fp32plain (bark_core only: fp32 without the oneDNN
-weight packing, to show what it contributes), fp16 (CUDA only).
+weight packing, to show what it contributes), fp16 (CUDA only). A `-offload` suffix (CUDA only)
+keeps idle stages on the CPU: transformers' `enable_cpu_offload` (accelerate hooks) or
+bark_core's own stage offload.
+
+On a GPU every mode gets an untimed warm-up run first (cuBLAS/cuDNN set-up, kernel choice and
+the caching allocator's first segments are not the model's cost), each timed region is closed
+by torch.cuda.synchronize, and peak memory is reset after the warm-up: allocated and reserved.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,9 +36,12 @@ import numpy as np
 
 from benchmarks.common import (
     checkpoint,
+    cuda_sync,
+    gpu_memory,
     machine,
     measure_machine,
     peak_rss_mib,
+    reset_gpu_peak,
     table,
     write_json,
 )
@@ -41,34 +53,66 @@ TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 CORE_PRECISIONS = {**TORCH_DTYPES, "int8": "int8", "fp32plain": "float32"}
 
 
+@dataclass(frozen=True)
+class Mode:
+    """`ref-fp16-offload` -> side ref (transformers) or core (bark_core), dtype, offload."""
+
+    side: str
+    dtype: str
+    offload: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> Mode:
+        side, dtype, *rest = name.split("-")
+        if side not in ("ref", "core") or rest not in ([], ["offload"]):
+            raise ValueError(f"mode {name!r}: expected ref|core-<dtype>[-offload]")
+        return cls(side, dtype, bool(rest))
+
+    @property
+    def variant(self) -> str:
+        """What ref and core modes are compared on: the dtype's number format and offload."""
+        return number_format(self.dtype) + ("-offload" if self.offload else "")
+
+
 def number_format(dtype: str) -> str:
     """The weights' number format of a mode's dtype (fp32plain is fp32, laid out by aten)."""
     return "fp32" if dtype == "fp32plain" else dtype
 
 
-def load_core(ckpt: str, dtype: str, device: str = "cpu"):  # type: ignore[no-untyped-def]
+def load_core(ckpt: str, dtype: str, device: str = "cpu", offload: bool = False):  # type: ignore[no-untyped-def]
     from bark_core.pipeline import BarkPipeline
 
-    return BarkPipeline.load(ckpt, device=device, dtype=CORE_PRECISIONS[dtype], pack=dtype != "fp32plain")
+    return BarkPipeline.load(
+        ckpt, device=device, dtype=CORE_PRECISIONS[dtype], offload=offload, pack=dtype != "fp32plain"
+    )
 
 
 # ----------------------------------------------------------------------------- one mode, in a child
 
 
 def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync = cuda_sync(device)
+    if sync:
+        sync()
 
 
 def _peak_memory(device: str) -> dict:
-    out = {"peak_rss_mib": peak_rss_mib()}
-    if device.startswith("cuda"):
-        import torch
+    return {"peak_rss_mib": peak_rss_mib(), **gpu_memory(device)}
 
-        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
+
+def _timed_run(device: str, warmup: int, run, *dicts: dict):  # type: ignore[no-untyped-def]
+    """`warmup` untimed calls of `run`, then one timed: (result, wall s, process CPU s). The
+    stage timers' dicts are emptied after the warm-up, and the GPU's peak memory reset."""
+    for _ in range(warmup):
+        run()
+    for d in dicts:
+        d.clear()
+    reset_gpu_peak(device)
+    _sync(device)
+    t, c = time.perf_counter(), time.process_time()
+    out = run()
+    _sync(device)
+    return out, time.perf_counter() - t, time.process_time() - c
 
 
 def _timer(device: str, wall: dict, cpu: dict, outputs: dict):  # type: ignore[no-untyped-def]
@@ -90,14 +134,20 @@ def _timer(device: str, wall: dict, cpu: dict, outputs: dict):  # type: ignore[n
     return timed
 
 
-def run_reference(ckpt: str, dtype: str, device: str, voice: str | None, n_semantic: int) -> dict:
+def run_reference(
+    mode: Mode, ckpt: str, device: str, voice: str | None, n_semantic: int, warmup: int
+) -> dict:
     """transformers' BarkModel.generate, each sub-model's generate timed by a wrapper."""
     import torch
     from transformers import BarkModel, BarkProcessor
 
     t0 = time.perf_counter()
-    torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
-    model = BarkModel.from_pretrained(ckpt, torch_dtype=torch_dtype).to(device).eval()
+    torch_dtype = getattr(torch, TORCH_DTYPES[mode.dtype])
+    model = BarkModel.from_pretrained(ckpt, torch_dtype=torch_dtype).eval()
+    if mode.offload:
+        model.enable_cpu_offload()  # accelerate's cpu_offload_with_hook on each sub-model
+    else:
+        model = model.to(device)
     processor = BarkProcessor.from_pretrained(ckpt)
     load_s = time.perf_counter() - t0
     # `voice` is one of the checkpoint's own preset ids, never a caller's path
@@ -111,13 +161,12 @@ def run_reference(ckpt: str, dtype: str, device: str, voice: str | None, n_seman
     model.coarse_acoustics.generate = timed("coarse", model.coarse_acoustics.generate)
     model.fine_acoustics.generate = timed("fine", model.fine_acoustics.generate)
     model.codec_decode = timed("codec", model.codec_decode)
-    _sync(device)
-    t, c = time.perf_counter(), time.process_time()
-    with torch.inference_mode():
-        audio = model.generate(**inputs, semantic_max_new_tokens=n_semantic, min_eos_p=None, do_sample=False)
-    _sync(device)
-    total = time.perf_counter() - t
-    cpu_total = time.process_time() - c
+
+    @torch.inference_mode()
+    def generate():  # type: ignore[no-untyped-def]
+        return model.generate(**inputs, semantic_max_new_tokens=n_semantic, min_eos_p=None, do_sample=False)
+
+    audio, total, cpu_total = _timed_run(device, warmup, generate, timings, cpu, outputs)
     semantic = outputs["semantic"][0].cpu().numpy()  # type: ignore[index]
     fine = outputs["fine"][0].cpu().numpy()  # type: ignore[index]
     return {
@@ -133,7 +182,7 @@ def run_reference(ckpt: str, dtype: str, device: str, voice: str | None, n_seman
     }
 
 
-def run_core(ckpt: str, dtype: str, device: str, voice: str | None, n_semantic: int) -> dict:
+def run_core(mode: Mode, ckpt: str, device: str, voice: str | None, n_semantic: int, warmup: int) -> dict:
     """bark_core's pipeline, one request, greedy; stage times from the chunk it yields."""
     import torch
 
@@ -142,7 +191,7 @@ def run_core(ckpt: str, dtype: str, device: str, voice: str | None, n_semantic: 
     from bark_core.types import SynthesisRequest
 
     t0 = time.perf_counter()
-    pipe = load_core(ckpt, dtype, device)
+    pipe = load_core(ckpt, mode.dtype, device, mode.offload)
     load_s = time.perf_counter() - t0
     preset = pipe.voices.get(voice) if voice else None
     params = GenerationParams.greedy(max_duration_s=n_semantic / 49.9)
@@ -154,13 +203,13 @@ def run_core(ckpt: str, dtype: str, device: str, voice: str | None, n_semantic: 
         fn = f"generate_{name}"
         setattr(stages, fn, timed(name, getattr(stages, fn)))
     pipe.decode = timed("codec", pipe.decode)  # type: ignore[method-assign]
-    _sync(device)
-    t, c = time.perf_counter(), time.process_time()
-    with torch.inference_mode():
+
+    @torch.inference_mode()
+    def generate():  # type: ignore[no-untyped-def]
         [chunk] = list(pipe.stream([request]))
-    _sync(device)
-    total = time.perf_counter() - t
-    cpu_total = time.process_time() - c
+        return chunk
+
+    chunk, total, cpu_total = _timed_run(device, warmup, generate, timings, cpu)
     return {
         "load_s": load_s,
         "total_s": total,
@@ -175,10 +224,10 @@ def run_core(ckpt: str, dtype: str, device: str, voice: str | None, n_semantic: 
     }
 
 
-def run_mode(mode: str, ckpt: str, device: str, voice: str | None, n_semantic: int) -> dict:
-    side, dtype = mode.split("-")
-    fn = run_reference if side == "ref" else run_core
-    return fn(ckpt, dtype, device, voice, n_semantic)
+def run_mode(name: str, ckpt: str, device: str, voice: str | None, n_semantic: int, warmup: int) -> dict:
+    mode = Mode.parse(name)
+    fn = run_reference if mode.side == "ref" else run_core
+    return fn(mode, ckpt, device, voice, n_semantic, warmup)
 
 
 # ----------------------------------------------------------------------------- agreement
@@ -212,6 +261,7 @@ def _stage_argmaxes(pipe, fp32_run: dict, voice: str | None) -> dict[str, np.nda
     coarse = np.asarray(fp32_run["coarse"], dtype=np.int64)
     fine = np.asarray(fp32_run["fine"], dtype=np.int64)
     out: dict[str, np.ndarray] = {}
+    device = pipe.semantic.device
     with torch.inference_mode():
         # semantic: the prefix (text + history, infer token), then the generated tokens
         model = pipe.semantic
@@ -222,10 +272,10 @@ def _stage_argmaxes(pipe, fp32_run: dict, voice: str | None) -> dict[str, np.nda
             else np.full(256, SEMANTIC_PAD_TOKEN)
         )
         emb = model.input_embeds_layer
-        tt = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))[None]  # noqa: E731
+        tt = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))[None].to(device)  # noqa: E731
         x = torch.cat([emb(tt(text)) + emb(tt(hist)), emb(tt([SEMANTIC_INFER_TOKEN])), emb(tt(sem[:-1]))], 1)
-        logits = _causal_logits_all(model, x, torch.arange(x.shape[1])[None])[0, 256:]
-        out["semantic"] = logits[:, : SEMANTIC_VOCAB_SIZE + 1].float().argmax(-1).numpy()
+        logits = _causal_logits_all(model, x, torch.arange(x.shape[1], device=device)[None])[0, 256:]
+        out["semantic"] = logits[:, : SEMANTIC_VOCAB_SIZE + 1].float().argmax(-1).cpu().numpy()
         # coarse: each 60-step window's context plus the tokens generated in it
         model = pipe.coarse
         sem_hist, coarse_hist = (
@@ -241,9 +291,9 @@ def _stage_argmaxes(pipe, fp32_run: dict, voice: str | None) -> dict[str, np.nda
             window = stages._coarse_window(row, n_step)
             new = gen_flat[n_step : n_step + COARSE_WINDOW]
             ids = tt(np.concatenate([window, new[:-1]]))
-            positions = torch.arange(ids.shape[1])[None]
+            positions = torch.arange(ids.shape[1], device=device)[None]
             logits = _causal_logits_all(model, model.input_embeds_layer(ids), positions)
-            logits = logits[0, len(window) - 1 :].float()
+            logits = logits[0, len(window) - 1 :].float().cpu()
             for j in range(len(new)):
                 start = SEMANTIC_VOCAB_SIZE + (0 if (n_step + j) % 2 == 0 else CODEBOOK_SIZE)
                 picks.append(int(logits[j, start : start + CODEBOOK_SIZE].argmax()))
@@ -255,25 +305,26 @@ def _stage_argmaxes(pipe, fp32_run: dict, voice: str | None) -> dict[str, np.nda
             codes = np.hstack([preset.fine[:, -512:], fine])
         n_hist = codes.shape[1] - fine.shape[1]
         padded = np.hstack([codes, np.full((8, max(0, 1024 - codes.shape[1])), CODEBOOK_SIZE)])
-        window = torch.from_numpy(padded[:, :1024].T.copy())[None]
+        window = torch.from_numpy(padded[:, :1024].T.copy())[None].to(device)
         picks_f = []
         for cb in range(2, 8):
             logits = model(cb, window)[0, n_hist : n_hist + fine.shape[1], :CODEBOOK_SIZE]
-            picks_f.append(logits.float().argmax(-1).numpy())
+            picks_f.append(logits.float().argmax(-1).cpu().numpy())
         out["fine"] = np.stack(picks_f)
     return out
 
 
-def run_agreement(ckpt: str, modes: list[str], fp32_run: dict, voice: str | None) -> dict:
-    """Teacher-forced top-1 agreement of each mode with fp32 on fp32's own tokens."""
-    from bark_core.pipeline import BarkPipeline
-
-    base = _stage_argmaxes(BarkPipeline.load(ckpt), fp32_run, voice)
+def run_agreement(
+    ckpt: str, modes: list[str], fp32_run: dict, voice: str | None, device: str = "cpu"
+) -> dict:
+    """Teacher-forced top-1 agreement of each mode with fp32 on fp32's own tokens, all on
+    `device` (on a GPU: fp16/bf16 against the GPU's own fp32)."""
+    base = _stage_argmaxes(load_core(ckpt, "fp32", device), fp32_run, voice)
     result: dict[str, dict] = {}
     for mode in modes:
-        dtype = mode.split("-")[1]
+        dtype = Mode.parse(mode).dtype
         t = time.perf_counter()
-        pipe = load_core(ckpt, dtype)
+        pipe = load_core(ckpt, dtype, device)
         other = _stage_argmaxes(pipe, fp32_run, voice)
         result[mode] = {
             stage: float(np.mean(base[stage] == other[stage])) for stage in ("semantic", "coarse", "fine")
@@ -317,8 +368,9 @@ def run_batching(ckpt: str, dtypes: list[str], device: str, contexts: list[int],
                     with torch.inference_mode():  # one codebook's logits, as the coarse stage asks
                         model(model.input_embeds_layer(tokens), pos, cache, vocab=codebook).argmax(-1)
 
-                sync = torch.cuda.synchronize if device.startswith("cuda") else None
-                t = best_of(step, repeat=5, sync=sync)
+                sync = cuda_sync(device)
+                # a launch-bound GPU step is ~2 ms: ten in a row, so one sync is not a tenth of it
+                t = best_of(step, repeat=5, sync=sync, inner=10 if sync else 1)
                 tps = batch / t
                 base = base or tps
                 rows.append(
@@ -430,19 +482,26 @@ def _default_modes(device: str) -> list[str]:
     return modes
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="small", choices=["tiny", "small"])
     ap.add_argument("--checkpoint", help="a checkpoint directory instead of the cached random one")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--modes", help="comma list, e.g. ref-fp32,core-fp32,core-int8,core-bf16")
+    ap.add_argument("--modes", help="comma list, e.g. ref-fp32,core-fp32,core-int8,core-fp16-offload")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio length (semantic tokens / 49.9)")
     ap.add_argument("--voice", default="v2/en_speaker_6", help="preset id, or 'none'")
     ap.add_argument("--repeat", type=int, default=1, help="runs per mode; the fastest is kept")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed runs per mode before the timed one (default: 1 on CUDA, 0 on CPU, where "
+        "a first run costs little against a run of tens of seconds)",
+    )
     ap.add_argument("--agreement", default="auto", help="modes to compare with fp32, 'auto' or 'none'")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--contexts", default="300,900", help="cache lengths for the batching benchmark")
     ap.add_argument("--no-batching", action="store_true")
+    ap.add_argument("--json", type=Path, help="write the results here (default: benchmarks/results/)")
     ap.add_argument(
         "--threads",
         type=int,
@@ -450,6 +509,91 @@ def main(argv: list[str] | None = None) -> int:
         "1 is far steadier on a machine that others load too",
     )
     args = ap.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = 1 if args.device.startswith("cuda") else 0
+    args.modes = args.modes.split(",") if args.modes else _default_modes(args.device)
+    for mode in args.modes:  # a typo fails here, not after the other modes have run
+        if Mode.parse(mode).offload and not args.device.startswith("cuda"):
+            ap.error(f"{mode}: offload moves stages to a GPU; it needs --device cuda")
+    return args
+
+
+def _child(fn, *a):  # type: ignore[no-untyped-def]
+    """`fn(*a)` in a fresh spawned process: its peak RSS and GPU state are its own."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *a).result()
+
+
+def run_modes(args: argparse.Namespace, ckpt: str, voice: str | None, n_semantic: int) -> tuple[dict, dict]:
+    """(fastest run of each mode, error text of each mode that failed): one failed mode (an
+    offload hook, a dtype a card lacks) is reported, not the end of the benchmark."""
+    runs: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for rep in range(args.repeat):
+        for mode in args.modes:
+            load = os.getloadavg()[0]
+            print(f"[{rep + 1}/{args.repeat}] {mode} (load {load:.2f}) ...", flush=True)
+            try:
+                r = _child(run_mode, mode, ckpt, args.device, voice, n_semantic, args.warmup)
+            except Exception as exc:  # any failure of the child is the mode's result
+                errors[mode] = f"{type(exc).__name__}: {exc}"
+                print(f"    FAILED {errors[mode]}", flush=True)
+                continue
+            r["loadavg_before"] = load
+            print(f"    {r['total_s']:.2f} s  " + "  ".join(f"{k} {v:.2f}" for k, v in r["stage_s"].items()))
+            if mode not in runs or r["total_s"] < runs[mode]["total_s"]:
+                runs[mode] = r
+    return runs, errors
+
+
+def token_check(runs: dict) -> dict:
+    """bark_core fp32 against transformers fp32: the original's greedy tokens for semantic and
+    fine; transformers' coarse differs from the original by design (see README)."""
+    if "ref-fp32" not in runs or "core-fp32" not in runs:
+        return {}
+    ref, core = runs["ref-fp32"], runs["core-fp32"]
+    check: dict = {"semantic_equal": ref["semantic"] == core["semantic"]}
+    ref_fine, core_coarse = np.asarray(ref["fine"]), np.asarray(core["coarse"])
+    check["coarse_shapes"] = [list(core_coarse.shape), list(ref_fine[:2].shape)]
+    if ref_fine[:2].shape == core_coarse.shape:  # the fine output's first two codebooks are coarse's
+        check["coarse_token_match"] = float(np.mean(ref_fine[:2] == core_coarse))
+        check["fine_token_match"] = float(np.mean(ref_fine == np.asarray(core["fine"])))
+    return check
+
+
+def agreement_modes(args: argparse.Namespace) -> list[str]:
+    if args.agreement == "none":
+        return []
+    if args.agreement != "auto":
+        return str(args.agreement).split(",")
+    # offload moves the same weights: its tokens are the non-offloaded mode's
+    return [m for m in args.modes if m.startswith("core-") and m != "core-fp32" and not Mode.parse(m).offload]
+
+
+def run_extras(args: argparse.Namespace, ckpt: str, voice: str | None, runs: dict) -> tuple[dict, list]:
+    """Agreement with fp32 (on the benchmark's device) and the batched decode step."""
+    agreement: dict = {}
+    modes = agreement_modes(args)
+    if "core-fp32" in runs and modes:
+        print(f"agreement {modes} on {args.device} ...", flush=True)
+        agreement = _child(run_agreement, ckpt, modes, runs["core-fp32"], voice, args.device)
+    batching: list = []
+    if not args.no_batching:
+        core = {Mode.parse(m).dtype for m in args.modes if m.startswith("core-")}
+        print("batching ...", flush=True)
+        batching = _child(
+            run_batching,
+            ckpt,
+            sorted(core, key=modes_order),
+            args.device,
+            [int(c) for c in args.contexts.split(",")],
+            [int(b) for b in args.batches.split(",")],
+        )
+    return agreement, batching
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads:
         # read by torch at start-up in each spawned child, and set here for the parent
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
@@ -464,69 +608,16 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.checkpoint or str(checkpoint(args.size))
     voice = None if args.voice.lower() == "none" else args.voice
     n_semantic = max(1, round(args.seconds * 49.9))
-    modes = args.modes.split(",") if args.modes else _default_modes(args.device)
     info = machine()
     print(
-        f"machine: {info['cpu']}, {info['cores']} cores, {info['cpu_capability']}, "
-        f"load {info['loadavg_start']}"
+        f"machine: {info['cpu']} ({info.get('gpu', 'no GPU')}), {info['cores']} cores, "
+        f"{info['cpu_capability']}, load {info['loadavg_start']}"
     )
     speed = measure_machine(args.device)
     print("measured: " + ", ".join(f"{k} {v:.1f}" for k, v in speed.items()), flush=True)
 
-    ctx = get_context("spawn")
-    runs: dict[str, dict] = {}
-
-    def child(fn, *a):  # type: ignore[no-untyped-def]
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            return pool.submit(fn, *a).result()
-
-    for rep in range(args.repeat):
-        for mode in modes:
-            load = os.getloadavg()[0]
-            print(f"[{rep + 1}/{args.repeat}] {mode} (load {load:.2f}) ...", flush=True)
-            r = child(run_mode, mode, ckpt, args.device, voice, n_semantic)
-            r["loadavg_before"] = load
-            print(f"    {r['total_s']:.2f} s  " + "  ".join(f"{k} {v:.2f}" for k, v in r["stage_s"].items()))
-            if mode not in runs or r["total_s"] < runs[mode]["total_s"]:
-                runs[mode] = r
-
-    # token equality: bark_core fp32 against transformers fp32 (the original's greedy tokens for
-    # semantic and fine; transformers' coarse differs from the original by design, see README)
-    check = {}
-    if "ref-fp32" in runs and "core-fp32" in runs:
-        ref, core = runs["ref-fp32"], runs["core-fp32"]
-        check["semantic_equal"] = ref["semantic"] == core["semantic"]
-        ref_fine, core_coarse = np.asarray(ref["fine"]), np.asarray(core["coarse"])
-        check["coarse_shapes"] = [list(core_coarse.shape), list(ref_fine[:2].shape)]
-        if ref_fine[:2].shape == core_coarse.shape:  # the fine output's first two codebooks are coarse's
-            check["coarse_token_match"] = float(np.mean(ref_fine[:2] == core_coarse))
-            check["fine_token_match"] = float(np.mean(ref_fine == np.asarray(core["fine"])))
-
-    agreement = {}
-    fp32_core = runs.get("core-fp32")
-    agree_modes = (
-        [m for m in modes if m.startswith("core-") and m != "core-fp32"]
-        if args.agreement == "auto"
-        else ([] if args.agreement == "none" else args.agreement.split(","))
-    )
-    if fp32_core and agree_modes and not args.device.startswith("cuda"):
-        print(f"agreement {agree_modes} ...", flush=True)
-        agreement = child(run_agreement, ckpt, agree_modes, fp32_core, voice)
-
-    batching = []
-    if not args.no_batching:
-        dtypes = sorted({m.split("-")[1] for m in modes if m.startswith("core-")}, key=modes_order)
-        print("batching ...", flush=True)
-        batching = child(
-            run_batching,
-            ckpt,
-            dtypes,
-            args.device,
-            [int(c) for c in args.contexts.split(",")],
-            [int(b) for b in args.batches.split(",")],
-        )
-
-    summary = summarize(runs, speed, ckpt, voice)
+    runs, errors = run_modes(args, ckpt, voice, n_semantic)
+    agreement, batching = run_extras(args, ckpt, voice, runs)
     payload = {
         "benchmark": "pipeline",
         "machine": info,
@@ -540,9 +631,11 @@ def main(argv: list[str] | None = None) -> int:
             "voice": voice,
             "semantic_tokens": n_semantic,
             "repeat": args.repeat,
+            "warmup": args.warmup,
         },
-        "modes": summary,
-        "token_check": check,
+        "modes": summarize(runs, speed, ckpt, voice),
+        "errors": errors,
+        "token_check": token_check(runs),
         "agreement": agreement,
         "batching": batching,
         "runs": {
@@ -551,9 +644,9 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     print_report(payload)
-    path = write_json(f"pipeline-{args.size}-{args.device.split(':')[0]}", payload)
+    path = write_json(f"pipeline-{args.size}-{args.device.split(':')[0]}", payload, args.json)
     print(f"\nwrote {path}")
-    return 0
+    return 1 if errors else 0
 
 
 def modes_order(dtype: str) -> int:
@@ -563,10 +656,11 @@ def modes_order(dtype: str) -> int:
 def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dict]:
     rows = []
     ref_fp32 = runs.get("ref-fp32", {}).get("total_s")
-    refs = {m.split("-")[1]: r["total_s"] for m, r in runs.items() if m.startswith("ref-")}
+    # transformers' time per variant (dtype, offload): the like-for-like reference
+    refs = {Mode.parse(m).variant: r["total_s"] for m, r in runs.items() if m.startswith("ref-")}
     best_ref = min(refs.values()) if refs else None
     for mode, r in runs.items():
-        dtype = mode.split("-")[1]
+        dtype, variant = Mode.parse(mode).dtype, Mode.parse(mode).variant
         n_sem = len(r["semantic"])
         n_coarse = 2 * np.asarray(r["fine"]).shape[1]
         stage = r["stage_s"]
@@ -579,6 +673,7 @@ def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dic
             "rtf": r["total_s"] / max(r["audio_s"], 1e-9),
             "peak_rss_mib": r["peak_rss_mib"],
             "peak_gpu_mib": r.get("peak_gpu_mib"),
+            "peak_gpu_reserved_mib": r.get("peak_gpu_reserved_mib"),
             "load_s": r["load_s"],
             "loadavg_before": r.get("loadavg_before"),
             **{f"{s}_s": stage.get(s) for s in STAGES},
@@ -591,8 +686,8 @@ def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dic
         for s, f in floor.items():
             row[f"{s}_floor_s"] = f
             row[f"{s}_x_floor"] = stage[s] / f if stage.get(s) else None
-        if number_format(dtype) in refs and mode.startswith("core-"):
-            row["speedup_vs_ref_same_dtype"] = refs[number_format(dtype)] / r["total_s"]
+        if variant in refs and mode.startswith("core-"):
+            row["speedup_vs_ref_same_dtype"] = refs[variant] / r["total_s"]
         if ref_fp32 and mode.startswith("core-"):
             row["speedup_vs_ref_fp32"] = ref_fp32 / r["total_s"]
         if best_ref and mode.startswith("core-"):
@@ -603,6 +698,11 @@ def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dic
 
 def print_report(p: dict) -> None:
     m = p["machine"]
+    gpu_columns = (
+        [("peak_gpu_mib", "peak GPU alloc MiB"), ("peak_gpu_reserved_mib", "peak GPU reserved MiB")]
+        if p["config"]["device"].startswith("cuda")
+        else []
+    )
     print(f"\n## Pipeline: {p['config']['semantic_tokens']} semantic tokens, voice {p['config']['voice']}")
     print(
         f"{m['cpu']} ({m.get('gpu', 'no GPU')}), {m['cores']} cores, torch {m['torch']}, "
@@ -623,6 +723,7 @@ def print_report(p: dict) -> None:
                 ("semantic_tok_s", "sem tok/s"),
                 ("coarse_tok_s", "coarse tok/s"),
                 ("peak_rss_mib", "peak RSS MiB"),
+                *gpu_columns,
                 ("speedup_vs_ref_same_dtype", "x ref same dtype"),
                 ("speedup_vs_ref_fp32", "x ref fp32"),
                 ("speedup_vs_best_ref", "x best ref"),
@@ -645,10 +746,12 @@ def print_report(p: dict) -> None:
             ],
         )
     )
+    for mode, error in p.get("errors", {}).items():
+        print(f"\n{mode} FAILED: {error}")
     if p["token_check"]:
         print(f"\nTokens, bark_core fp32 vs transformers fp32: {p['token_check']}")
     if p["agreement"]:
-        print("\nTeacher-forced top-1 agreement with fp32:\n")
+        print(f"\nTeacher-forced top-1 agreement with fp32, on {p['config']['device']}:\n")
         rows = [{"mode": k, **v} for k, v in p["agreement"].items() if k.startswith("core-")]
         print(
             table(rows, [("mode", "mode"), ("semantic", "semantic"), ("coarse", "coarse"), ("fine", "fine")])

@@ -10,6 +10,7 @@ over the websocket: end-to-end time minus the worker's generation time from the 
 
     .venv/bin/python -m benchmarks.service_bench --size tiny --overhead
     .venv/bin/python -m benchmarks.service_bench --size small --levels 1,8 --seconds 0.5
+    .venv/bin/python -m benchmarks.service_bench --size small --levels 1,16 --device cuda --dtype float16
 
 Only loopback traffic; every loop is bounded in count and time.
 """
@@ -47,13 +48,13 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[k]
 
 
-def start_server(
-    ckpt: str, workers: int, batch: int, port: int, log: Path, threads: int | None = None
-) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, ckpt: str, port: int, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("bark-serve")
-    env = {**os.environ, "BARK_BATCH_SIZE": str(batch), "BARK_LOG_LEVEL": "WARNING"}
-    if threads:
-        env["BARK_TORCH_THREADS"] = str(threads)
+    env = {**os.environ, "BARK_BATCH_SIZE": str(args.batch), "BARK_LOG_LEVEL": "WARNING"}
+    for name, value in (("DEVICE", args.device), ("DTYPE", args.dtype), ("TORCH_THREADS", args.threads)):
+        if value:
+            env[f"BARK_{name}"] = str(value)
+    workers = args.workers
     env.pop("BARK_REDIS_URL", None)
     cmd = [str(exe), "--workers", str(workers), "--model", ckpt, "--port", str(port), "--host", "127.0.0.1"]
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
@@ -207,7 +208,7 @@ async def run(args: argparse.Namespace) -> dict:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = Path(args.server_log)
-    proc = start_server(ckpt, args.workers, args.batch, port, log, args.threads)
+    proc = start_server(args, ckpt, port, log)
     try:
         t = time.perf_counter()
         await wait_ready(base, proc)
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between the requests of a level (default 0: all at once)",
     )
     ap.add_argument("--threads", type=int, help="BARK_TORCH_THREADS per worker (default: torch's)")
+    ap.add_argument("--device", help="BARK_DEVICE of the workers (default: the setting's, auto)")
+    ap.add_argument("--dtype", help="BARK_DTYPE of the workers, e.g. float16 on a GPU")
+    ap.add_argument("--json", type=Path, help="write the results here (default: benchmarks/results/)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per request")
     ap.add_argument("--voice", default="v2/en_speaker_6")
@@ -268,11 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "service",
         "machine": info,
         "loadavg_end": os.getloadavg(),
-        "config": vars(args),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         **result,
     }
     print(
-        f"\n## Service: {args.size} checkpoint, {args.workers} worker(s) x {args.threads or 'default'} "
+        f"\n## Service: {args.size} checkpoint on {info.get('gpu', info['cpu'])} "
+        f"({args.device or 'auto'}, {args.dtype or 'default dtype'}), "
+        f"{args.workers} worker(s) x {args.threads or 'default'} "
         f"threads, batch {args.batch}, stagger {args.stagger} s, "
         f"{args.seconds} s of audio per request; load at start {info['loadavg_start']}\n"
     )
@@ -301,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             f"p50 {o['overhead_p50_ms']:.1f} ms, p95 {o['overhead_p95_ms']:.1f} ms "
             f"(end-to-end p50 {o['e2e_p50_s']:.3f} s, worker p50 {o['gen_p50_s']:.3f} s)"
         )
-    path = write_json(f"service-{args.size}", payload)
+    path = write_json(f"service-{args.size}", payload, args.json)
     print(f"\nwrote {path}")
     return 0
 

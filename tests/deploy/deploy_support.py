@@ -165,11 +165,16 @@ def merge(base: Any, over: Any, key: str | None = None) -> Any:
     return over
 
 
-_VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\})")
+_VAR = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
+
+
+class MissingVariable(ValueError):
+    """`${VAR:?message}` with VAR unset or empty (`${VAR?message}`: unset): Compose stops."""
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """`${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$`, as Compose substitutes them."""
+    """`${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?err}`, `${VAR?err}` and `$$`,
+    as Compose substitutes them."""
     if isinstance(value, dict):
         return {k: interpolate(v, env) for k, v in value.items()}
     if isinstance(value, list):
@@ -180,24 +185,30 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
-        name, op, default = m.group("name"), m.group("op"), m.group("default")
-        if op == ":-" and not env.get(name):
-            return default
-        if op == "-" and name not in env:
-            return default
+        name, op, arg = m.group("name"), m.group("op"), m.group("arg")
+        missing = not env.get(name) if op in (":-", ":?") else name not in env
+        if op in (":?", "?") and missing:
+            raise MissingVariable(f"required variable {name} is missing a value: {arg}")
+        if op in (":-", "-") and missing:
+            return arg
         return env.get(name, "")
 
     return _VAR.sub(sub, value)
 
 
+# What an operator sets before `docker compose up`: compose requires API keys.
+OPERATOR_ENV = {"BARK_API_KEYS": "0c7e5f0d2b9a4e61a8f3d6c1b7e2a9f4"}
+
+
 def load_compose(*files: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The merged, interpolated model of `docker compose -f A -f B ...` (YAML anchors and
-    `<<` merge keys resolved by the YAML loader, as Compose does)."""
+    `<<` merge keys resolved by the YAML loader, as Compose does). `env`: the shell's
+    variables (default: OPERATOR_ENV)."""
     model: dict[str, Any] = {}
     for name in files:
         with (REPO / name).open() as f:
             model = merge(model, yaml.load(f, Loader=ComposeLoader))  # a SafeLoader
-    return interpolate(model, env or {})
+    return interpolate(model, OPERATOR_ENV if env is None else env)
 
 
 def compose_environment(service: dict[str, Any]) -> dict[str, str]:

