@@ -1,0 +1,72 @@
+"""`QualityChecker`: what a worker loads once and calls for every attempt at every chunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..constants import SAMPLE_RATE
+from .asr import AsrUnavailable, WhisperAsr
+from .checks import CheckKind, CheckResult, QualityThresholds, check_semantic
+from .vad import SpeechDetector, Trim, check_late_end, check_no_speech, trim
+
+
+@dataclass(frozen=True)
+class AudioVerdict:
+    """The audio checks of one attempt, and its audio trimmed to the margin."""
+
+    results: list[CheckResult]
+    trim: Trim
+
+
+class QualityChecker:
+    """The thresholds, the VAD and (optionally) the ASR model of one worker."""
+
+    def __init__(
+        self,
+        thresholds: QualityThresholds,
+        detector: SpeechDetector,
+        asr: WhisperAsr | AsrUnavailable | None = None,
+    ) -> None:
+        self.thresholds, self.detector, self.asr = thresholds, detector, asr
+
+    @classmethod
+    def load(
+        cls,
+        thresholds: QualityThresholds | None = None,
+        asr_model: str | None = None,
+        asr_device: str = "cpu",
+        asr_dtype: str = "float32",
+        asr_language: str | None = None,
+    ) -> QualityChecker:
+        """The VAD (always: it ships in its wheel) and, where `asr_model` names one, Whisper
+        (an `AsrUnavailable` where it cannot be loaded: see `asr_unavailable`)."""
+        t = thresholds or QualityThresholds()
+        asr = None
+        if asr_model and t.runs(CheckKind.ASR):
+            asr = WhisperAsr.load(asr_model, asr_device, asr_dtype, asr_language)
+        return cls(t, SpeechDetector(t.vad_threshold), asr)
+
+    @property
+    def asr_unavailable(self) -> str | None:
+        """Why the ASR check asked for is off (for /readyz and the start-up log), else None."""
+        return self.asr.reason if isinstance(self.asr, AsrUnavailable) else None
+
+    def semantic(self, tokens: np.ndarray, estimate_s: float) -> list[CheckResult]:
+        """Between the semantic and the coarse stage: semantic ids (no EOS) of one attempt."""
+        return check_semantic(tokens, estimate_s, self.thresholds)
+
+    def audio(self, audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE) -> AudioVerdict:
+        """After EnCodec: the VAD checks, the trim, then the ASR check on the trimmed audio."""
+        t = self.thresholds
+        segments = self.detector.segments(audio, sample_rate)
+        results = []
+        if t.runs(CheckKind.NO_SPEECH):
+            results.append(check_no_speech(segments, text, t))
+        if segments and t.runs(CheckKind.LATE_END):
+            results.append(check_late_end(segments, len(audio) / sample_rate, t))
+        trimmed = trim(audio, segments, t.trim_margin_s, sample_rate)
+        if isinstance(self.asr, WhisperAsr):
+            results.append(self.asr.check(trimmed.audio, text, t))
+        return AudioVerdict(results, trimmed)
