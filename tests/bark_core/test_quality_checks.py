@@ -96,7 +96,9 @@ def test_a_short_repeat_is_not_a_loop() -> None:
     loop = check_loop(tokens, T)  # 96 tokens = 1.9 s, under 2.5 s
     assert loop.passed and loop.score == pytest.approx(96 / SEMANTIC_RATE_HZ, abs=1e-3)
     # and two repeats are below loop_min_repeats however long the n-gram
-    assert longest_loop(np.tile(_speechlike(40), 2), 50, 3) == (0, 0)
+    twice = np.concatenate([_speechlike(100, seed=2), np.tile(pattern, 2), _speechlike(100, seed=3)])
+    assert longest_loop(twice, 50, 3) == (0, 0)
+    assert longest_loop(twice, 50, 2) == (24, 12)
 
 
 def test_skipped_checks_are_not_run() -> None:
