@@ -46,10 +46,10 @@ def score(results: Sequence[CheckResult]) -> AttemptScore:
 
 
 def best_attempt(attempts: Sequence[Sequence[CheckResult]]) -> int:
-    """The index of the attempt to send: the best score, the earliest among equals (so the
-    choice is deterministic). Each attempt's results should hold the same kinds of check:
-    an attempt whose semantic checks failed before its audio existed should be compared on
-    the semantic checks of all attempts."""
+    """The index (into `attempts`) of the attempt to send: the best score, the earliest among
+    equals, so the choice is deterministic. Pass only attempts that reached audio (an attempt
+    stopped after its semantic checks has nothing to send): their results hold the same
+    kinds of check, so their scores compare like with like."""
     if not attempts:
         raise ValueError("no attempts to choose from")
     return min(range(len(attempts)), key=lambda i: (score(attempts[i]), i))

@@ -26,7 +26,7 @@ class QualityChecker:
     def __init__(
         self,
         thresholds: QualityThresholds,
-        detector: SpeechDetector,
+        detector: SpeechDetector | None,
         asr: WhisperAsr | AsrUnavailable | None = None,
     ) -> None:
         self.thresholds, self.detector, self.asr = thresholds, detector, asr
@@ -40,33 +40,36 @@ class QualityChecker:
         asr_dtype: str = "float32",
         asr_language: str | None = None,
     ) -> QualityChecker:
-        """The VAD (always: it ships in its wheel) and, where `asr_model` names one, Whisper
-        (an `AsrUnavailable` where it cannot be loaded: see `asr_unavailable`)."""
+        """The VAD (it ships in its wheel; not loaded when no VAD check runs and nothing is
+        trimmed) and, where `asr_model` names one, Whisper (an `AsrUnavailable` where it
+        cannot be loaded: see `asr_unavailable`)."""
         t = thresholds or QualityThresholds()
         asr = None
         if asr_model and t.runs(CheckKind.ASR):
             asr = WhisperAsr.load(asr_model, asr_device, asr_dtype, asr_language)
-        return cls(t, SpeechDetector(t.vad_threshold), asr)
+        needs_vad = t.trim_margin_s is not None or t.runs(CheckKind.NO_SPEECH) or t.runs(CheckKind.LATE_END)
+        return cls(t, SpeechDetector(t.vad_threshold) if needs_vad else None, asr)
 
     @property
     def asr_unavailable(self) -> str | None:
         """Why the ASR check asked for is off (for /readyz and the start-up log), else None."""
         return self.asr.reason if isinstance(self.asr, AsrUnavailable) else None
 
-    def semantic(self, tokens: np.ndarray, estimate_s: float) -> list[CheckResult]:
+    def semantic(self, tokens: np.ndarray, estimate_s: float | None) -> list[CheckResult]:
         """Between the semantic and the coarse stage: semantic ids (no EOS) of one attempt."""
         return check_semantic(tokens, estimate_s, self.thresholds)
 
     def audio(self, audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE) -> AudioVerdict:
         """After EnCodec: the VAD checks, the trim, then the ASR check on the trimmed audio."""
         t = self.thresholds
-        segments = self.detector.segments(audio, sample_rate)
+        segments = self.detector.segments(audio, sample_rate) if self.detector else []
         results = []
-        if t.runs(CheckKind.NO_SPEECH):
+        if self.detector and t.runs(CheckKind.NO_SPEECH):
             results.append(check_no_speech(segments, text, t))
         if segments and t.runs(CheckKind.LATE_END):
             results.append(check_late_end(segments, len(audio) / sample_rate, t))
-        trimmed = trim(audio, segments, t.trim_margin_s, sample_rate)
+        margin = t.trim_margin_s
+        trimmed = Trim(audio, 0.0, 0.0) if margin is None else trim(audio, segments, margin, sample_rate)
         if isinstance(self.asr, WhisperAsr):
             results.append(self.asr.check(trimmed.audio, text, t))
         return AudioVerdict(results, trimmed)

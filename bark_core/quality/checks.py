@@ -101,8 +101,8 @@ class QualityThresholds:
     min_speech_s: float = 0.3
     #: late_end: non-speech after the last speech longer than this fails
     max_trailing_s: float = 3.0
-    #: leading and trailing non-speech is trimmed to this margin
-    trim_margin_s: float = 0.2
+    #: leading and trailing non-speech is trimmed to this margin (None: not trimmed)
+    trim_margin_s: float | None = 0.2
     #: silero-vad's speech probability threshold (its own default)
     vad_threshold: float = 0.5
     #: asr: word error rate (character error rate for unspaced scripts) above this fails
@@ -114,7 +114,7 @@ class QualityThresholds:
         if not 0 < self.min_length_ratio < 1 < self.max_length_ratio:
             raise ValueError("need 0 < min_length_ratio < 1 < max_length_ratio")
         for name in ("length_slack_s", "loop_max_s", "min_speech_s", "max_trailing_s", "trim_margin_s"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.loop_max_ngram < 1 or self.loop_min_repeats < 2:
             raise ValueError("need loop_max_ngram >= 1 and loop_min_repeats >= 2")
@@ -177,13 +177,16 @@ def check_loop(tokens: np.ndarray, t: QualityThresholds) -> CheckResult:
     return _bounded(CheckKind.LOOP, span / SEMANTIC_RATE_HZ, t.loop_max_s, "max", detail)
 
 
-def check_semantic(tokens: np.ndarray, estimate_s: float, t: QualityThresholds) -> list[CheckResult]:
+def check_semantic(tokens: np.ndarray, estimate_s: float | None, t: QualityThresholds) -> list[CheckResult]:
     """The semantic checks of one attempt at one chunk (semantic ids without EOS), in a fixed
-    order, those in `t.skip` left out. `estimate_s` is the planner's estimate for the text."""
+    order, those in `t.skip` left out. `estimate_s` is the planner's estimate for the text;
+    without one (None) only the loop check runs."""
     n = int(np.asarray(tokens).size)
-    checks = (
-        (CheckKind.RUN_ON, lambda: check_run_on(n, estimate_s, t)),
-        (CheckKind.TRUNCATED, lambda: check_truncated(n, estimate_s, t)),
-        (CheckKind.LOOP, lambda: check_loop(tokens, t)),
-    )
-    return [run() for kind, run in checks if t.runs(kind)]
+    results = []
+    if estimate_s is not None and t.runs(CheckKind.RUN_ON):
+        results.append(check_run_on(n, estimate_s, t))
+    if estimate_s is not None and t.runs(CheckKind.TRUNCATED):
+        results.append(check_truncated(n, estimate_s, t))
+    if t.runs(CheckKind.LOOP):
+        results.append(check_loop(tokens, t))
+    return results

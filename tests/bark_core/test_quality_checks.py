@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -104,6 +105,21 @@ def test_a_short_repeat_is_not_a_loop() -> None:
 def test_skipped_checks_are_not_run() -> None:
     blind = QualityThresholds(skip=RANDOM_WEIGHTS_BLIND)
     assert [r.kind for r in check_semantic(_speechlike(768), 1.0, blind)] == [CheckKind.LOOP]
+    # without an estimate only the loop check can run
+    assert [r.kind for r in check_semantic(_speechlike(768), None, T)] == [CheckKind.LOOP]
+
+
+def test_results_are_json_ready_for_events() -> None:
+    result = check_semantic(_speechlike(768), 1.5, T)[0]
+    event = json.loads(json.dumps(result.to_dict()))
+    assert event == {
+        "kind": "run_on",
+        "passed": False,
+        "score": result.score,
+        "threshold": 2.5,
+        "bound": "max",
+        "detail": result.detail,
+    }
 
 
 def test_thresholds_are_validated() -> None:

@@ -91,6 +91,21 @@ def test_added_silence_is_trimmed_to_the_margin(speech: np.ndarray, checker: Qua
     assert len(kept) / SAMPLE_RATE - again[-1].end_s == pytest.approx(margin, abs=0.1)
 
 
+def test_trim_off_sends_the_audio_whole(speech: np.ndarray, checker: QualityChecker) -> None:
+    padded = np.concatenate([_silence(2.0), speech, _silence(5.0)])
+    keep = QualityChecker(QualityThresholds(trim_margin_s=None), checker.detector)
+    verdict = keep.audio(padded, SENTENCE)
+    assert verdict.trim.audio is padded and verdict.trim.removed_s == 0.0
+    assert not {r.kind: r for r in verdict.results}[CheckKind.LATE_END].passed
+
+
+def test_no_vad_is_loaded_when_nothing_needs_it() -> None:
+    t = QualityThresholds(trim_margin_s=None, skip=frozenset({CheckKind.NO_SPEECH, CheckKind.LATE_END}))
+    checker = QualityChecker.load(t)
+    assert checker.detector is None
+    assert checker.audio(_silence(1.0), SENTENCE).results == []
+
+
 def test_loading_the_vad_keeps_the_callers_torch_threads() -> None:
     # silero_vad sets torch to one thread when imported; a fresh interpreter sees the import
     code = (
