@@ -55,6 +55,17 @@ class QualityChecker:
         """Why the ASR check asked for is off (for /readyz and the start-up log), else None."""
         return self.asr.reason if isinstance(self.asr, AsrUnavailable) else None
 
+    @property
+    def active(self) -> list[CheckKind]:
+        """The checks that run, in CheckKind order (for /readyz: the others are off)."""
+        t = self.thresholds
+        on = {k for k in CheckKind if t.runs(k)}
+        if self.detector is None:
+            on -= {CheckKind.NO_SPEECH, CheckKind.LATE_END}
+        if not isinstance(self.asr, WhisperAsr):
+            on.discard(CheckKind.ASR)
+        return [k for k in CheckKind if k in on]
+
     def semantic(self, tokens: np.ndarray, estimate_s: float | None) -> list[CheckResult]:
         """Between the semantic and the coarse stage: semantic ids (no EOS) of one attempt."""
         return check_semantic(tokens, estimate_s, self.thresholds)

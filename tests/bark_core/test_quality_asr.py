@@ -62,7 +62,7 @@ def test_whole_path_on_a_random_whisper(whisper_dir: Path) -> None:
 
 def test_the_checker_runs_the_asr_check_last(whisper_dir: Path) -> None:
     checker = QualityChecker.load(T, asr_model=str(whisper_dir), asr_language="en")
-    assert checker.asr_unavailable is None
+    assert checker.asr_unavailable is None and checker.active[-1] is CheckKind.ASR
     verdict = checker.audio(np.zeros(SAMPLE_RATE, np.float32), "Hello there.")
     assert [r.kind for r in verdict.results] == [CheckKind.NO_SPEECH, CheckKind.ASR]
 
@@ -76,6 +76,7 @@ def test_weights_that_cannot_be_loaded_turn_the_check_off(
         checker = QualityChecker.load(T, asr_model=model_id)
     assert isinstance(checker.asr, AsrUnavailable) and checker.asr.model_id == model_id
     assert checker.asr_unavailable and model_id in caplog.text
+    assert CheckKind.ASR not in checker.active
     assert len(caplog.records) == 1
     verdict = checker.audio(np.zeros(SAMPLE_RATE, np.float32), "Hello there.")
     assert [r.kind for r in verdict.results] == [CheckKind.NO_SPEECH]

@@ -61,6 +61,7 @@ def test_speech_is_found_in_a_spoken_sentence(speech: np.ndarray, checker: Quali
     verdict = checker.audio(speech, SENTENCE)
     assert [r.kind for r in verdict.results] == [CheckKind.NO_SPEECH, CheckKind.LATE_END]
     assert all(r.passed for r in verdict.results), verdict.results
+    assert CheckKind.ASR not in checker.active and CheckKind.LATE_END in checker.active
 
 
 def test_no_speech_in_digital_silence_or_noise(checker: QualityChecker) -> None:
@@ -103,6 +104,7 @@ def test_no_vad_is_loaded_when_nothing_needs_it() -> None:
     t = QualityThresholds(trim_margin_s=None, skip=frozenset({CheckKind.NO_SPEECH, CheckKind.LATE_END}))
     checker = QualityChecker.load(t)
     assert checker.detector is None
+    assert checker.active == [CheckKind.RUN_ON, CheckKind.TRUNCATED, CheckKind.LOOP]
     assert checker.audio(_silence(1.0), SENTENCE).results == []
 
 
