@@ -12,6 +12,11 @@ encodes a padded 30 s window), so the audio is noise of the chunk's length. Rand
 never emit EOS: Whisper decodes exactly `--asr-tokens-per-s` tokens per second of chunk
 (default 3.5: ~15 characters a second at ~4 characters a BPE token, plus the prompt), which
 is what a real model transcribing the chunk would decode. Best of `--repeat` after a warm-up.
+
+`--retry S`: what one retry costs beside the checks: one S-second chunk generated once on the
+bark-small-shaped random checkpoint (capped at S seconds, since it never emits EOS), its
+stage times as the pipeline reports them. A failed semantic check retries the semantic stage
+only; a failed audio check all four stages.
 """
 
 from __future__ import annotations
@@ -66,6 +71,24 @@ def _row(seconds: float, checker: QualityChecker, asr: WhisperAsr, args: argpars
     }
 
 
+def _retry_cost(seconds: float) -> dict:
+    from bark_core.params import GenerationParams
+    from bark_core.pipeline import BarkPipeline
+    from bark_core.types import SynthesisRequest
+    from benchmarks.common import checkpoint
+
+    pipeline = BarkPipeline.load(str(checkpoint("small")))
+    request = SynthesisRequest(TEXT, None, GenerationParams(max_duration_s=seconds), seed=0)
+    (chunk,) = list(pipeline.stream([request]))
+    stages = chunk.stage_seconds
+    return {
+        "chunk_s": seconds,
+        "semantic_retry_s": stages["semantic"],
+        "full_retry_s": sum(stages.values()),
+        **{f"{k}_s": v for k, v in stages.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -74,6 +97,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--asr-tokens-per-s", type=float, default=3.5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--retry", type=float, default=None, metavar="S", help="also time one S-second chunk")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -95,9 +119,18 @@ def main() -> None:
     ]
     print(f"CPU: {info['cpu']}, torch threads {info['torch_threads']}, load {info['loadavg_start']}")
     print(table(rows, columns))
+    retry = _retry_cost(args.retry) if args.retry else None
+    if retry:
+        print(table([retry], [(k, k) for k in retry]))
     out = write_json(
         "quality-cpu",
-        {"machine": info, "args": vars(args), "rows": rows, "wall_s": time.perf_counter() - started},
+        {
+            "machine": info,
+            "args": vars(args),
+            "rows": rows,
+            "retry": retry,
+            "wall_s": time.perf_counter() - started,
+        },
     )
     print(f"results: {out}")
 
