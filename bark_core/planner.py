@@ -5,7 +5,9 @@ place it may be cut, strongest first, and packs the pieces greedily:
 
 0. sentence ends: pysbd's rules in the request's language where pysbd has them (a Bark preset
    language such as "fr"), else in the language of the text's dominant script, else English;
-   plus CJK full stops (。！？) and the danda (।), which pysbd misses outside its own language;
+   plus CJK full stops (。！？) outside Chinese and Japanese rules and the danda (।) outside
+   Hindi and Marathi rules, which pysbd misses there; closing quotes and brackets stay with
+   their sentence;
 1. clause punctuation: `, ; :` (and `، ؛ — – … ...`) followed by a space, and `，、；：`
    anywhere;
 2. spaces;
@@ -57,9 +59,16 @@ DEFAULT_FIRST_CHUNK_S = 4.0
 MIN_TARGET_S = 2.0  # twice a cue, so that every cue and word fits a chunk
 
 SENTENCE, CLAUSE, SPACE, CHARACTER, ANYWHERE = range(5)
-_CLAUSE_SPACED_RE = re.compile(r"(?:[,;:،؛—–…]|\.\.\.)[\"'”’»)\]」』）]*(?= )")
-_CLAUSE_CJK_RE = re.compile(r"[，、；：､][」』”’）)]*")
-_SENTENCE_CJK_RE = re.compile(r"[。！？｡][」』”’）)]*|[।॥؟](?= )")
+# Closing quotes and brackets stay with the sentence or clause they close.
+_CLOSERS = re.escape("」』”’）)]»›〉》】〕")
+_CLAUSE_SPACED_RE = re.compile(rf"(?:[,;:،؛—–…]|\.\.\.)[\"'{_CLOSERS}]*(?= )")
+_CLAUSE_CJK_RE = re.compile(rf"[，、；：､][{_CLOSERS}]*")
+# Sentence ends that pysbd's rules miss outside the languages that use them.
+_MISSED_ENDS = {
+    "cjk": (frozenset({"zh", "ja"}), re.compile(rf"[。！？｡][{_CLOSERS}]*")),
+    "danda": (frozenset({"hi", "mr"}), re.compile(rf"[।॥][{_CLOSERS}]*(?= )")),
+}
+_CLOSERS_RE = re.compile(rf"(?: ?[{_CLOSERS}])+|[\"']+(?= |$)")
 _UNSPACED = frozenset({Unit.HAN, Unit.KANA})
 # pysbd's language for the dominant script when the request names none pysbd has.
 _SCRIPT_LANGUAGE = {
@@ -294,11 +303,17 @@ def _cuts(text: str, language: str) -> list[_Cut]:
 
     for end in _sentence_ends(text, language):
         add(end, SENTENCE)
-    for match in _SENTENCE_CJK_RE.finditer(text):
-        add(match.end(), SENTENCE)
+    for languages, pattern in _MISSED_ENDS.values():
+        if language not in languages:
+            for match in pattern.finditer(text):
+                add(match.end(), SENTENCE)
     for pattern in (_CLAUSE_SPACED_RE, _CLAUSE_CJK_RE):
         for match in pattern.finditer(text):
             add(match.end(), CLAUSE)
+    for a, b in cue_spans(text) + song_spans(text):  # a cue or song touching a word: its edge
+        for edge in (a, b):
+            if 0 < edge < len(text) and " " not in text[edge - 1 : edge + 1]:
+                add(edge, SPACE)
     for i, char in enumerate(text):
         if char == " ":
             add(i, SPACE)
@@ -318,11 +333,17 @@ def _may_cut_between(left: str, right: str) -> bool:
 
 
 def _clean_edge(text: str, cut: _Cut) -> bool:
-    """A cut not at a space must not fall inside a word: only after punctuation or beside CJK."""
+    """A cut not at a space must not fall inside a word: after punctuation, beside CJK, a cue or ♪."""
     if cut.start > cut.end:
         return True
     left, right = text[cut.end - 1], text[cut.end]
-    return unicodedata.category(left)[0] == "P" or unit_of(left) in _UNSPACED or unit_of(right) in _UNSPACED
+    return (
+        unicodedata.category(left)[0] == "P"
+        or unit_of(left) in _UNSPACED
+        or unit_of(right) in _UNSPACED
+        or "♪" in (left, right)
+        or right == "["  # a cue's start ("]" is punctuation)
+    )
 
 
 def _sentence_ends(text: str, language: str) -> list[int]:
@@ -334,5 +355,6 @@ def _sentence_ends(text: str, language: str) -> list[int]:
         found = text.find(segment, position) if segment else -1
         if found >= 0:
             position = found + len(segment)
-            ends.append(position)
+            closers = _CLOSERS_RE.match(text, position)  # pysbd may end 「行。」 before its 」
+            ends.append(closers.end() if closers else position)
     return ends
