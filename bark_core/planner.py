@@ -83,7 +83,11 @@ _SCRIPT_LANGUAGE = {
 
 @dataclass(frozen=True)
 class PlannedChunk:
-    """One chunk: `text` is `normalised[start:end]`, `sep` what stood before it there."""
+    """One chunk: `text` is `normalised[start:end]`, `sep` what stood before it there.
+
+    `estimate_s` is `estimate_seconds(text)`, except for a part of a song span that had to be
+    cut, which is estimated as sung (more).
+    """
 
     index: int
     text: str
@@ -140,9 +144,12 @@ def plan_chunks(
     """Chunks of `text`, in order, each within `target_s` estimated and `max_tokens` tokens.
 
     `language`: an ISO 639-1 code (a preset's, e.g. `voices.language_of(voice)`), for the
-    sentence rules. `first_chunk_s`: the first chunk's estimate limit (None: no short first
-    chunk). `count_tokens`: text -> token count (Bark's BERT tokenizer); without it the number
-    of non-space characters, an upper bound of that count.
+    sentence rules. `first_chunk_s`: the first chunk's estimate limit (None, or not below
+    `target_s`: no short first chunk); it is exceeded only by a first word, cue or fitting song
+    longer than it. `count_tokens`: text -> token count (Bark's BERT tokenizer); without it
+    the number of non-space characters, an upper bound of that count. A cue is never cut, so
+    a `max_tokens` below a cue's count (Bark's 256 never is) lets its chunk exceed it.
+    Raises InvalidTextError for empty text, InvalidParameterError for a bad setting.
     """
     _check_settings(target_s, first_chunk_s, max_tokens)
     normalised = normalize_whitespace(text)

@@ -37,8 +37,8 @@ Every rate is in `SECONDS`, keyed by `Unit`, and nowhere else. Where each comes 
   commas; these are round values, not measured on Bark).
 - Sung text between `♪` marks is `SONG_SLOWDOWN` (1.5x) slower: sung syllables are held.
 
-Costs are kept in whole milliseconds so that the estimate of a text is exactly the sum of the
-estimates of its parts cut at spaces, whatever the order of summation.
+Costs are kept in whole milliseconds, so estimates add up exactly: a text's estimate is the sum
+of its parts' (cut anywhere but inside a cue, an ellipsis or a song span).
 """
 
 from __future__ import annotations
@@ -97,9 +97,8 @@ CUE_MAX_WORDS = 4
 CUE_MAX_CHARS = 32
 
 _MS = MappingProxyType({unit: round(seconds * 1000) for unit, seconds in SECONDS.items()})
-# Units that a song slows down (speech sounds; pauses and cues keep their length).
-_SUNG = frozenset({Unit.LATIN, Unit.GREEK, Unit.CYRILLIC, Unit.ARABIC, Unit.DEVANAGARI, Unit.HAN})
-_SUNG |= {Unit.KANA, Unit.HANGUL, Unit.OTHER_LETTER, Unit.DIGIT}
+# Units that a song slows down: speech sounds (pauses and cues keep their length).
+_SUNG = frozenset(Unit) - {Unit.CUE, Unit.ELLIPSIS, Unit.DASH, Unit.SENTENCE_MARK, Unit.CLAUSE_MARK}
 
 CUE_RE = re.compile(rf"\[[^\[\]]{{1,{CUE_MAX_CHARS}}}\]")
 SONG_RE = re.compile(r"♪[^♪]*♪")

@@ -120,6 +120,8 @@ def check_plan(
     for chunk in chunks:
         assert chunk.text == normalised[chunk.start : chunk.end] == chunk.text.strip() != ""
         assert estimate_seconds(chunk.text) <= chunk.estimate_s <= target_s
+        if "♪" not in normalised:
+            assert chunk.estimate_s == estimate_seconds(chunk.text)
         assert count(chunk.text) <= max_tokens
     protected = cue_spans(normalised) + [s for s in song_spans(normalised) if fits(*s)]
     for left, right in pairwise(chunks):
@@ -390,19 +392,29 @@ _PIECES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)  # the same examples every run
 @given(
     pieces=st.lists(_PIECES, min_size=1, max_size=60),
     glue=st.lists(st.sampled_from([" ", "", "  "]), min_size=60, max_size=60),
     target_s=st.floats(min_value=2.0, max_value=14.0),
     first_chunk_s=st.one_of(st.none(), st.floats(min_value=0.5, max_value=6.0)),
+    max_tokens=st.sampled_from([32, 48, 64, 256]),
     language=st.sampled_from([None, "en", "zh", "ja", "ko", "de", "hi"]),
 )
 def test_any_text_keeps_every_promise(
-    pieces: list[str], glue: list[str], target_s: float, first_chunk_s: float | None, language: str | None
+    pieces: list[str],
+    glue: list[str],
+    target_s: float,
+    first_chunk_s: float | None,
+    max_tokens: int,
+    language: str | None,
 ) -> None:
     text = "".join(p + g for p, g in zip(pieces, glue, strict=False))
     if not text.strip():
         return
-    chunks = plan_chunks(text, language, target_s=target_s, first_chunk_s=first_chunk_s)
-    check_plan(text, chunks, target_s=target_s, first_chunk_s=first_chunk_s)
+    chunks = plan_chunks(
+        text, language, target_s=target_s, first_chunk_s=first_chunk_s, max_tokens=max_tokens
+    )
+    check_plan(text, chunks, target_s=target_s, first_chunk_s=first_chunk_s, max_tokens=max_tokens)
+    again = plan_chunks(text, language, target_s=target_s, first_chunk_s=first_chunk_s, max_tokens=max_tokens)
+    assert again == chunks  # deterministic
