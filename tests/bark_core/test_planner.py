@@ -32,17 +32,21 @@ SEED = (
     "Hello, my name is Suno. And, uh — and I like pizza. [laughs] But I also have other interests "
     "such as playing tic tac toe."
 )
-# The long-form example of Bark's notebook (notebooks/long_form_generation.ipynb), as it is there.
+# The script of Bark's long-form notebook (notebooks/long_form_generation.ipynb), its line
+# breaks and blank lines kept.
 README_LONG = """
 Hey, have you heard about this new text-to-audio model called "Bark"?
 Apparently, it's the most realistic and natural-sounding text-to-audio model
 out there right now. People are saying it sounds just like a real person speaking.
+
 I think it uses advanced machine learning algorithms to analyze and understand the
 nuances of human speech, and then replicates those nuances in its own speech output.
+
 It's pretty impressive, and I bet it could be used for things like audiobooks or podcasts.
 In fact, I heard that some publishers are already starting to use Bark to create audiobooks.
-It would be like having your own personal voiceover artist. I really think Bark is going to
-be a game-changer in the world of text-to-audio technology.
+It would be like having your own personal voiceover artist.
+
+I really think Bark is going to be a game-changer in the world of text-to-audio technology.
 """
 SONG = "♪ In the jungle, the mighty jungle, the lion barks tonight ♪"
 # 200 characters of Chinese (183 ideographs and 17 punctuation marks).
