@@ -336,6 +336,8 @@ class VoiceLibrary:
         try:
             return np.load(self._root / rel, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
+            # the reason without the server's own path: the message reaches the caller
+            why = (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__
             raise CheckpointError(
-                f"built-in preset {voice_id!r}: cannot read {rel} ({exc})", param="voice"
+                f"built-in preset {voice_id!r}: cannot read {rel} ({why})", param="voice"
             ) from exc

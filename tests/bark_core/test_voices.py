@@ -171,7 +171,10 @@ def _file_of(root: Path, voice_id: str, key: str) -> Path:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda f: f.unlink(), "cannot read speaker_embeddings/en_speaker_6_coarse_prompt.npy"),
+        (
+            lambda f: f.unlink(),
+            "cannot read speaker_embeddings/en_speaker_6_coarse_prompt.npy (No such file or directory)",
+        ),
         (lambda f: f.write_bytes(b"not an npy file"), "cannot read"),
         (lambda f: f.write_bytes(f.read_bytes()[:100]), "cannot read"),
         (lambda f: np.save(f, np.zeros((3, 9), np.int64)), "is invalid: coarse_prompt must have shape"),
@@ -186,6 +189,7 @@ def test_a_broken_preset_file_fails_alone_with_its_name(  # type: ignore[no-unty
     with pytest.raises(CheckpointError, match="built-in preset 'en_speaker_6'") as err:
         library.get("en_speaker_6")
     assert message in str(err.value) and err.value.param == "voice"
+    assert str(root) not in str(err.value)  # the caller sees no server path
     # the others are still served, and the broken one stays listed (it is the checkpoint's)
     assert library.get("v2/en_speaker_6").coarse.shape[0] == 2
     assert library.get("en_speaker_5").coarse.shape[0] == 2
