@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -51,6 +52,19 @@ def test_every_real_v2_preset_is_accepted() -> None:
         preset = VoicePreset.from_npz_file(path)
         assert preset.coarse.shape[0] == 2 and preset.fine.shape[0] == 8
         assert preset.semantic.dtype == np.int64
+
+
+def test_every_preset_of_the_original_package_is_accepted() -> None:
+    """bark==0.1.5 (installed by `make install`) ships the hub's v1, v2 and announcer presets."""
+    spec = importlib.util.find_spec("bark")
+    if spec is None or spec.origin is None:
+        pytest.skip("bark==0.1.5 is not installed")
+    prompts = Path(spec.origin).parent / "assets" / "prompts"
+    ids = {p.relative_to(prompts).with_suffix("").as_posix() for p in prompts.rglob("*.npz")}
+    assert set(BUILTIN_VOICE_IDS) <= ids  # our list of built-in ids is the original's
+    for voice_id in BUILTIN_VOICE_IDS:
+        preset = VoicePreset.from_npz_file(prompts / f"{voice_id}.npz")
+        assert preset.fine.dtype == np.int64 and preset.fine.shape[0] == 8
 
 
 def test_round_trip_through_npz_bytes() -> None:
