@@ -8,7 +8,6 @@ carried then, and the tokenizer files of bert-base-multilingual-cased.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -160,13 +159,17 @@ def legacy_state_dict(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def legacy_config(config: dict[str, Any]) -> dict[str, Any]:
-    """config.json as 4.31 wrote it: each sub-config in full, generic fields included."""
-    out = copy.deepcopy(config)
-    for name in SUBCONFIGS:
-        out[name] = {**LEGACY_CONFIG_FIELDS, **out[name]}
-    out.pop("dtype", None)
+    """config.json as 4.31 wrote it: each sub-config in full, generic fields included (`dtype`
+    was `torch_dtype` then); at the top, only what differed from PretrainedConfig's defaults."""
+    out: dict[str, Any] = {
+        name: {**LEGACY_CONFIG_FIELDS, **{k: v for k, v in config[name].items() if k != "dtype"}}
+        for name in SUBCONFIGS
+    }
     out.update(
         _name_or_path=LEGACY_NAME,
+        architectures=["BarkModel"],
+        initializer_range=config["initializer_range"],
+        model_type="bark",
         torch_dtype="float32",
         transformers_version=LEGACY_TRANSFORMERS_VERSION,
     )
