@@ -22,12 +22,14 @@ COARSE_RATE_HZ = 75
 COARSE_SEMANTIC_PAD_TOKEN = 12_048
 COARSE_INFER_TOKEN = 12_050
 MAX_COARSE_HISTORY = 630
-COARSE_WINDOW = 60
+COARSE_WINDOW = 60  # decode steps per sliding window
+COARSE_SEMANTIC_WINDOW = 256  # semantic tokens a coarse window sees (right-padded)
 # coarse tokens (both codebooks) per semantic token: 75 / 49.9 * 2
 SEMANTIC_TO_COARSE_RATIO = COARSE_RATE_HZ / SEMANTIC_RATE_HZ * N_COARSE_CODEBOOKS
 
 # Fine stage: non-causal over 1024 frames, history at most 512 frames.
 FINE_WINDOW = 1024
+FINE_STRIDE = 512  # frames a fine window advances by
 MAX_FINE_HISTORY = 512
 
 # EnCodec 24 kHz: 320 samples per code frame (strides 8 * 5 * 4 * 2).
