@@ -40,3 +40,18 @@ SEMANTIC_INPUT_VOCAB = 129_600
 SEMANTIC_OUTPUT_VOCAB = 10_048
 COARSE_VOCAB = 12_096
 FINE_VOCAB = 1_056
+
+
+def semantic_token_cap(max_duration_s: float | None) -> int:
+    """How many semantic tokens the original generates, EOS aside, under `max_gen_duration_s`:
+    it adds 1 / 49.9 s per token and stops once the running sum exceeds the duration, so the
+    cap is the first n whose (float) sum is over it, at most 768. Summed, not n / 49.9, so that
+    the rounding is the original's too."""
+    if max_duration_s is None:
+        return MAX_SEMANTIC_TOKENS
+    total = 0.0
+    for n in range(1, MAX_SEMANTIC_TOKENS + 1):
+        total += 1 / SEMANTIC_RATE_HZ
+        if total > max_duration_s:
+            return n
+    return MAX_SEMANTIC_TOKENS

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from bark_core import stages
+from bark_core.constants import semantic_token_cap
 from bark_core.params import GenerationParams
 from bark_core.types import SynthesisRequest
 
@@ -116,17 +118,86 @@ def test_greedy_tokens_equal_the_original(pipeline, original, voice_id):  # type
     assert ours.fine.shape == (8, coarse.shape[1])
 
 
-def test_fine_stage_over_several_windows_equals_the_original(pipeline, original):  # type: ignore[no-untyped-def]
-    """More than 1024 frames with a 512-frame history: the fine stage's loop runs 3 times."""
-    from bark_core import stages
-
-    rng = np.random.default_rng(3)
-    coarse = rng.integers(0, 1024, (2, 1300))
-    voice = pipeline.voices.get("v2/en_speaker_1")
-    ctl = stages.RowControl(temp=0.0)
-    [ours] = stages.generate_fine(pipeline.fine, [coarse], [voice.fine], [ctl])
-    theirs = original.generate_fine(coarse, history_prompt=voice.to_arrays(), temp=None)
+@pytest.mark.parametrize("voice_id", [None, "v2/en_speaker_1"])
+@pytest.mark.parametrize("frames", [1300, 2100])
+def test_fine_stage_over_several_windows_equals_the_original(pipeline, original, voice_id, frames):  # type: ignore[no-untyped-def]
+    """More than 1024 frames: the fine stage's loop runs 3 to 4 times (history 0 or 512)."""
+    coarse = np.random.default_rng(frames).integers(0, 1024, (2, frames))
+    voice = pipeline.voices.get(voice_id) if voice_id else None
+    [ours] = stages.generate_fine(
+        pipeline.fine, [coarse], [voice.fine if voice else None], [stages.RowControl(temp=0.0)]
+    )
+    theirs = original.generate_fine(coarse, history_prompt=voice.to_arrays() if voice else None, temp=None)
     np.testing.assert_array_equal(ours, theirs)
+
+
+# ----------------------------------------------------------------------------- stage by stage
+
+
+def _stages(pipeline, voice, cap, temps, seed=0, min_eos_p=None, top_k=None, top_p=None, semantic=None):  # type: ignore[no-untyped-def]
+    """Our three token stages on one row, all drawing from one generator seeded `seed` (as
+    the pipeline does per request)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def ctl(temp: float) -> stages.RowControl:
+        return stages.RowControl(temp=temp, top_k=top_k, top_p=top_p, generator=gen)
+
+    text = pipeline.encode_text(TEXT)
+    [sem] = stages.generate_semantic(
+        semantic or pipeline.semantic,
+        [text],
+        [voice.semantic if voice else None],
+        [ctl(temps[0])],
+        [min_eos_p],
+        [cap],
+    )
+    coarse_hist = (voice.semantic, voice.coarse) if voice else None
+    [coarse] = stages.generate_coarse(pipeline.coarse, [sem], [coarse_hist], [ctl(temps[1])])
+    [fine] = stages.generate_fine(pipeline.fine, [coarse], [voice.fine if voice else None], [ctl(temps[2])])
+    return sem, coarse, fine
+
+
+def _original(gen, history, duration, temps, seed=0, min_eos_p=None, top_k=None, top_p=None):  # type: ignore[no-untyped-def]
+    """The original's three stages after one torch.manual_seed: its draws come from the global
+    generator in the same order as ours from the row's (one multinomial draw per step)."""
+    torch.manual_seed(seed)
+
+    def knobs(temp: float) -> dict:
+        # greedy in the original: top_k=1 with any positive temperature
+        return {"temp": 1.0, "top_k": 1} if temp == 0 else {"temp": temp, "top_k": top_k, "top_p": top_p}
+
+    semantic = gen.generate_text_semantic(
+        TEXT,
+        history_prompt=history,
+        min_eos_p=min_eos_p,
+        silent=True,
+        max_gen_duration_s=duration,
+        use_kv_caching=True,
+        **knobs(temps[0]),
+    )
+    coarse = gen.generate_coarse(
+        semantic, history_prompt=history, silent=True, use_kv_caching=True, **knobs(temps[1])
+    )
+    fine = gen.generate_fine(coarse, history_prompt=history, temp=temps[2] or None)
+    return semantic, coarse, fine
+
+
+def _assert_same(ours, theirs) -> None:  # type: ignore[no-untyped-def]
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("voice_id", [None, "v2/en_speaker_6"])
+@pytest.mark.parametrize(("duration", "n_tokens"), [(0.25, 13), (0.6, 30), (1.0, 50), (2.0, 100)])
+def test_duration_stops_the_semantic_stage_as_the_original(pipeline, original, voice_id, duration, n_tokens):  # type: ignore[no-untyped-def]
+    """bark 0.1.5 stops once the summed 1/49.9 s per token exceeds the duration (13 tokens at
+    0.25 s, where round(0.25 * 49.9) would be 12)."""
+    voice = pipeline.voices.get(voice_id) if voice_id else None
+    assert semantic_token_cap(duration) == n_tokens
+    ours = _stages(pipeline, voice, semantic_token_cap(duration), (0.0, 0.0, 0.0))
+    theirs = _original(original, voice.to_arrays() if voice else None, duration, (0.0, 0.0, 0.0))
+    assert len(theirs[0]) == n_tokens
+    _assert_same(ours, theirs)
 
 
 def test_batch_rows_with_different_voices_equal_each_row_alone(pipeline):  # type: ignore[no-untyped-def]
