@@ -36,7 +36,7 @@ from .constants import (
     TEXT_PAD_TOKEN,
 )
 from .modules import CausalGPT, FineGPT, KVCache
-from .sampling import greedy_rows, next_token, sample_positions
+from .sampling import NO_THRESHOLD, BatchSampling, sample_batch, sample_positions
 
 Progress = Callable[[int, int], None]  # (steps done, steps total)
 
@@ -94,38 +94,42 @@ class _SemanticRun:
     """The rows of one semantic stage run: what each has generated, and which are still live."""
 
     controls: Sequence[RowControl]
-    min_eos_p: Sequence[float | None]
     max_tokens: Sequence[int]
+    sampling: BatchSampling  # of the live rows
+    min_eos_p: torch.Tensor  # (B,) float64 of the live rows, inf where a row has none
     out: list[list[int]]
     result: list[np.ndarray | None]
     live: list[int]  # original row index of each batch row
 
-    def step(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
-        """Choose each live row's next token from its (V,) logits; finish the rows that reach
-        EOS or their cap. Returns (tokens to feed, batch rows that go on)."""
+    def step(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """Choose each live row's next token; finish the rows that reach EOS or their cap, and
+        drop them from `live`. Returns the (B', 1) tokens to feed and, where rows left, the
+        batch rows kept (for the cache); None when no row goes on. Its one host read: the
+        tokens and EOS flags of all rows together."""
         # 10,000 semantic ids plus the EOS id (10,000 = SEMANTIC_PAD_TOKEN) at the end
-        relevant = logits[:, : SEMANTIC_VOCAB_SIZE + 1]
-        greedy = greedy_rows(relevant, [self.controls[row].temp == 0.0 for row in self.live])
-        tokens, keep = [], []
-        for b, row in enumerate(self.live):
-            ctl = self.controls[row]
-            if ctl.cancelled():
-                continue
-            picked = greedy[b]
-            if picked is not None:
-                index, eos_p = picked, 1.0 if picked == SEMANTIC_VOCAB_SIZE else 0.0
-            else:
-                index, eos_p = next_token(relevant[b], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
-            threshold = self.min_eos_p[row]
-            eos = index == SEMANTIC_VOCAB_SIZE or (threshold is not None and eos_p >= threshold)
-            if not eos:
-                self.out[row].append(index)
-            if eos or len(self.out[row]) >= self.max_tokens[row]:
+        draw = [b for b, row in enumerate(self.live) if not self.controls[row].cancelled()]
+        index, eos_p = sample_batch(logits[:, : SEMANTIC_VOCAB_SIZE + 1], self.sampling, draw)
+        # compared in float64, as the Python floats of a one-row loop were
+        eos = (index == SEMANTIC_VOCAB_SIZE) | (eos_p.double() >= self.min_eos_p)
+        tokens, ended = torch.stack([index, eos.long()]).tolist()
+        keep = []
+        for b in draw:
+            row = self.live[b]
+            if not ended[b]:
+                self.out[row].append(tokens[b])
+            if ended[b] or len(self.out[row]) >= self.max_tokens[row]:
                 self.result[row] = np.array(self.out[row], dtype=np.int64)
-                continue
-            tokens.append(index)
-            keep.append(b)
-        return tokens, keep
+            else:
+                keep.append(b)
+        if not keep:
+            return None
+        if len(keep) == len(self.live):
+            return index[:, None], None
+        keep_t = torch.tensor(keep, device=index.device)
+        self.sampling = self.sampling.select(keep, keep_t)
+        self.min_eos_p = self.min_eos_p[keep_t]
+        self.live = [self.live[b] for b in keep]
+        return index[keep_t][:, None], keep_t
 
 
 @torch.inference_mode()
@@ -141,21 +145,29 @@ def generate_semantic(
     """Text -> semantic tokens. None for a cancelled row."""
     device = model.device
     B = len(text_tokens)
-    run = _SemanticRun(controls, min_eos_p, max_tokens, [[] for _ in range(B)], [None] * B, list(range(B)))
+    thresholds = [NO_THRESHOLD if p is None else p for p in min_eos_p]
+    run = _SemanticRun(
+        controls,
+        max_tokens,
+        _sampling(controls, device, SEMANTIC_VOCAB_SIZE + 1),
+        torch.tensor(thresholds, dtype=torch.float64, device=device),
+        [[] for _ in range(B)],
+        [None] * B,
+        list(range(B)),
+    )
     prefix = _semantic_prefix(model, text_tokens, histories)
     steps = max(max_tokens)
     cache = model.new_cache(B, prefix.shape[1] + steps)
     logits = model(prefix, torch.arange(prefix.shape[1], device=device)[None], cache)
     for step in range(steps):
-        tokens, keep = run.step(logits)
+        chosen = run.step(logits)
         if progress:
             progress(step + 1, steps)
-        if not keep:
+        if chosen is None:
             break
-        if len(keep) < len(run.live):
-            cache.keep_rows(torch.tensor(keep, device=device))
-            run.live = [run.live[b] for b in keep]
-        token_t = torch.tensor(tokens, device=device)[:, None]
+        token_t, keep_t = chosen
+        if keep_t is not None:
+            cache.keep_rows(keep_t)
         pos = torch.full((1, 1), cache.length, device=device)
         logits = model(model.input_embeds_layer(token_t), pos, cache)
     if progress:
@@ -231,6 +243,11 @@ class _CoarseCache:
     pads: torch.Tensor  # (B,) left padding of each batch row
     rows: list[int]  # the _CoarseRow.row of each batch row
     held: list[np.ndarray]  # each batch row's tokens in the cache, padding excluded
+    pad_list: list[int]  # `pads` as known here, so that no step reads them back
+
+    @property
+    def padded(self) -> bool:
+        return any(p > 0 for p in self.pad_list)
 
 
 @torch.inference_mode()
@@ -315,14 +332,10 @@ def _extend_cache(
         return None
     t = tails.pop()
     keep = [index[r.row] for r in rows]
-    device = state.pads.device
     if keep != list(range(len(state.rows))):
-        keep_t = torch.tensor(keep, device=device)
-        state.cache.keep_rows(keep_t)
-        state.pads = state.pads[keep_t]
-    state.rows = [r.row for r in rows]
+        _keep_cache_rows(state, keep, torch.tensor(keep, device=state.pads.device))
     state.held = held
-    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(device)
+    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(state.pads.device)
     return state, tail
 
 
@@ -332,11 +345,12 @@ def _codebook(n_step: int) -> tuple[int, slice]:
     return first, slice(first, first + CODEBOOK_SIZE)
 
 
-def _prefill_mask(slots: torch.Tensor, pads: torch.Tensor, start: int, T: int) -> torch.Tensor | None:
+def _prefill_mask(slots: torch.Tensor, state: _CoarseCache, start: int, T: int) -> torch.Tensor | None:
     """(B, 1, T, S) attention mask for feeding T positions after `start` filled slots, or None
     where plain causal attention (a prefill) or all keys (one new token) is exact."""
-    if not bool((pads > 0).any()) and not (start > 0 and T > 1):
+    if not state.padded and not (start > 0 and T > 1):
         return None
+    pads = state.pads
     valid_key = slots[None, : start + T] >= pads[:, None]  # (B, S)
     causal = slots[start : start + T, None] >= slots[None, : start + T]  # (T, S)
     mask = valid_key[:, None, :] & causal[None]  # (B, T, S)
@@ -350,14 +364,48 @@ def _fresh_window(
 ) -> tuple[_CoarseCache, torch.Tensor]:
     """A new cache for left-padded windows, and the (B, width) ids to prefill it with."""
     device = model.device
-    lengths = [len(w) for w in windows]
-    width = max(lengths)
-    pads = torch.tensor([width - n for n in lengths], device=device)
-    ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for b, w in enumerate(windows):
-        ids[b, width - len(w) :] = torch.from_numpy(w)
+    width = max(len(w) for w in windows)
+    pad_list = [width - len(w) for w in windows]
+    ids = torch.from_numpy(
+        np.stack([np.concatenate([np.zeros(p, np.int64), w]) for p, w in zip(pad_list, windows, strict=True)])
+    ).to(device)
     cache = model.new_cache(len(rows), width + COARSE_WINDOW)
-    return _CoarseCache(cache, pads, [r.row for r in rows], [np.zeros(0, np.int64)] * len(rows)), ids
+    empty = [np.zeros(0, np.int64)] * len(rows)
+    return _CoarseCache(
+        cache, torch.tensor(pad_list, device=device), [r.row for r in rows], empty, pad_list
+    ), ids
+
+
+@dataclass
+class _Drawn:
+    """One coarse step's tokens, still on the device: read back once per window."""
+
+    rows: list[_CoarseRow]
+    tokens: torch.Tensor  # (len(rows),) ids, offset past the semantic ids
+    fed: bool  # whether they went into the cache (the window's last tokens do not)
+
+
+def _prefill_window(
+    model: CausalGPT,
+    rows: list[_CoarseRow],
+    windows: list[np.ndarray],
+    n_step0: int,
+    previous: _CoarseCache | None,
+) -> tuple[_CoarseCache, torch.Tensor]:
+    """Feed a window: extend the previous window's cache by what is new where it can, else
+    prefill a fresh one (left-padded). Returns the state and the first step's logits."""
+    extended = _extend_cache(previous, rows, windows)
+    state, ids = extended if extended is not None else _fresh_window(model, rows, windows)
+    cache = state.cache
+    start, T = cache.length, ids.shape[1]
+    cache.reserve(start + T + COARSE_WINDOW)
+    slots = torch.arange(cache.slots, device=ids.device)
+    # each row counts positions from its own first real token, as if it were alone
+    positions = (slots[None, start : start + T] - state.pads[:, None]).clamp(min=0)
+    mask = _prefill_mask(slots, state, start, T)
+    relevant = model(model.input_embeds_layer(ids), positions, cache, mask, _codebook(n_step0)[1])
+    state.held = [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
+    return state, relevant
 
 
 def _coarse_window_steps(
@@ -369,69 +417,76 @@ def _coarse_window_steps(
     device: torch.device,
     previous: _CoarseCache | None = None,
 ) -> tuple[list[_CoarseRow], _CoarseCache]:
-    """One sliding window: prefill the (left-padded) windows, or extend the previous window's
-    cache by what is new, then up to 60 decode steps."""
-    extended = _extend_cache(previous, rows, windows)
-    state, ids = extended if extended is not None else _fresh_window(model, rows, windows)
+    """One sliding window: its prefill, then up to 60 decode steps, the tokens kept on the
+    device until the window's end."""
+    state, relevant = _prefill_window(model, rows, windows, n_step0, previous)
     cache = state.cache
-    start, T = cache.length, ids.shape[1]
-    cache.reserve(start + T + COARSE_WINDOW)
     slots = torch.arange(cache.slots, device=device)
-    # each row counts positions from its own first real token, as if it were alone
-    positions = (slots[None, start : start + T] - state.pads[:, None]).clamp(min=0)
-    mask = _prefill_mask(slots, state.pads, start, T)
-    embed = model.input_embeds_layer
-    relevant = model(embed(ids), positions, cache, mask, vocab=_codebook(n_step0)[1])
-    state.held = [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
-    state.rows = [r.row for r in rows]
     by_row = {r.row: r for r in rows}
+    live = [by_row[row] for row in state.rows]
+    sampling = _sampling([controls[r.row] for r in live], device, CODEBOOK_SIZE)
+    drawn: list[_Drawn] = []
     for j in range(COARSE_WINDOW):
-        tokens, keep = _coarse_step(relevant, [by_row[row] for row in state.rows], n_step0 + j, controls)
-        if not keep or j == COARSE_WINDOW - 1:
+        n_step = n_step0 + j
+        keep = [b for b, r in enumerate(live) if n_step < r.n_steps and not controls[r.row].cancelled()]
+        if not keep:
             break
-        if len(keep) < len(state.rows):
-            _keep_cache_rows(state, keep)
-        slot = cache.length
-        pads = state.pads
-        step_mask = (
-            (slots[None, None, None, : slot + 1] >= pads[:, None, None, None])
-            if bool((pads > 0).any())
-            else None
-        )
-        token_t = torch.tensor(tokens, device=device)[:, None]
-        relevant = model(
-            embed(token_t), (slot - pads)[:, None], cache, step_mask, vocab=_codebook(n_step0 + j + 1)[1]
-        )
-        state.held = [np.append(h, t) for h, t in zip(state.held, tokens, strict=True)]
+        tokens = sample_batch(relevant, sampling, keep)[0] + _codebook(n_step)[0]
+        keep_t = torch.tensor(keep, device=device) if len(keep) < len(live) else None
+        if keep_t is not None:
+            tokens = tokens[keep_t]
+        last = j == COARSE_WINDOW - 1
+        drawn.append(_Drawn([live[b] for b in keep], tokens, fed=not last))
+        if last:
+            break
+        if keep_t is not None:
+            _keep_cache_rows(state, keep, keep_t)
+            sampling = sampling.select(keep, keep_t)
+            live = [live[b] for b in keep]
+        slot, pads = cache.length, state.pads
+        mask = (slots[None, None, None, : slot + 1] >= pads[:, None, None, None]) if state.padded else None
+        embeds = model.input_embeds_layer(tokens[:, None])
+        relevant = model(embeds, (slot - pads)[:, None], cache, mask, _codebook(n_step + 1)[1])
+    _take_tokens(drawn, state)
     return [r for r in rows if not controls[r.row].cancelled()], state
 
 
-def _coarse_step(
-    relevant: torch.Tensor, live: list[_CoarseRow], n_step: int, controls: Sequence[RowControl]
-) -> tuple[list[int], list[int]]:
-    """Choose each live row's token at coarse step n_step from its codebook's (1024,) logits
-    and append it to the row. Returns (tokens to feed, batch rows that go on)."""
-    first, _ = _codebook(n_step)  # `relevant` holds this codebook's logits only
-    greedy = greedy_rows(relevant, [controls[r.row].temp == 0.0 for r in live])
-    tokens, keep = [], []
-    for b, r in enumerate(live):
-        ctl = controls[r.row]
-        if n_step >= r.n_steps or ctl.cancelled():
-            continue
-        index = greedy[b]
-        if index is None:
-            index, _ = next_token(relevant[b], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
-        r.coarse.append(first + index)
-        tokens.append(first + index)
-        keep.append(b)
-    return tokens, keep
+def _sampling(controls: Sequence[RowControl], device: torch.device, vocab: int) -> BatchSampling:
+    return BatchSampling.build(
+        [c.temp for c in controls],
+        [c.top_k for c in controls],
+        [c.top_p for c in controls],
+        [c.generator for c in controls],
+        device,
+        vocab,
+    )
 
 
-def _keep_cache_rows(state: _CoarseCache, keep: list[int]) -> None:
-    """Cut the window's cache and bookkeeping to the batch rows `keep`."""
-    keep_t = torch.tensor(keep, device=state.pads.device)
+def _take_tokens(drawn: list[_Drawn], state: _CoarseCache) -> None:
+    """Read a window's tokens back (one host copy) into each row's history and what its cache
+    holds."""
+    if not drawn:
+        return
+    values = torch.cat([d.tokens for d in drawn]).tolist()
+    fed: dict[int, list[int]] = {}
+    i = 0
+    for d in drawn:
+        for r, token in zip(d.rows, values[i : i + len(d.rows)], strict=True):
+            r.coarse.append(token)
+            if d.fed:
+                fed.setdefault(r.row, []).append(token)
+        i += len(d.rows)
+    state.held = [
+        np.append(h, np.array(fed.get(row, []), np.int64))
+        for h, row in zip(state.held, state.rows, strict=True)
+    ]
+
+
+def _keep_cache_rows(state: _CoarseCache, keep: list[int], keep_t: torch.Tensor) -> None:
+    """Cut the window's cache and bookkeeping to the batch rows `keep` (`keep_t` on the device)."""
     state.cache.keep_rows(keep_t)
     state.pads = state.pads[keep_t]
+    state.pad_list = [state.pad_list[b] for b in keep]
     state.rows = [state.rows[b] for b in keep]
     state.held = [state.held[b] for b in keep]
 
@@ -477,12 +532,16 @@ def _fine_window(model: FineGPT, active: list[_FineRow], n: int, controls: Seque
         starts.append(start)
         fills.append(fill - start)
     buffer = torch.stack([r.codes[s : s + FINE_WINDOW] for r, s in zip(active, starts, strict=True)])
+    sampling = _sampling([controls[r.row] for r in active], buffer.device, CODEBOOK_SIZE)
+    # each row fills its positions from its fill start on and keeps the ones before
+    filled = (
+        torch.arange(FINE_WINDOW, device=buffer.device)[None]
+        >= torch.tensor(fills, device=buffer.device)[:, None]
+    )
     for codebook in range(N_COARSE_CODEBOOKS, N_FINE_CODEBOOKS):
         logits = model(codebook, buffer)[:, :, :CODEBOOK_SIZE]
-        for b, r in enumerate(active):
-            ctl = controls[r.row]
-            rel = fills[b]
-            buffer[b, rel:, codebook] = sample_positions(logits[b, rel:], ctl.temp, ctl.generator)
+        picked = sample_positions(logits, sampling, fills)
+        buffer[:, :, codebook] = torch.where(filled, picked, buffer[:, :, codebook])
     for b, r in enumerate(active):
         s, rel = starts[b], fills[b]
         r.codes[s + rel : s + FINE_WINDOW, N_COARSE_CODEBOOKS:] = buffer[b, rel:, N_COARSE_CODEBOOKS:]

@@ -19,6 +19,7 @@ from bark_core.constants import (
 )
 from bark_core.modules import GPTShape, KVCache
 from bark_core.params import GenerationParams
+from bark_core.sampling import BatchSampling, sample_batch, sample_positions
 from bark_core.stages import RowControl, generate_semantic
 
 
@@ -80,3 +81,73 @@ def test_min_eos_p_ends_a_row_just_above_the_threshold(temp: float, p_eos: float
     text = [np.array([TEXT_ENCODING_OFFSET])] * 3
     out = generate_semantic(model, text, [None] * 3, controls, [0.2] * 3, [12] * 3)  # type: ignore[arg-type]
     assert [len(t) for t in out] == [5 if ends else 12] * 3
+
+
+# ----------------------------------------------------------------------------- the batched sampler
+
+
+def _one_row_reference(logits: torch.Tensor, temp: float, top_k, top_p, gen) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    """The one-row sampler the batched one replaced: top-p, top-k, softmax(logits / temp) and
+    torch.multinomial, per row."""
+    logits = logits.float().clone()
+    if temp == 0.0:
+        index = int(torch.argmax(logits))
+        return index, 1.0 if index == logits.numel() - 1 else 0.0
+    if top_p is not None:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True)
+        remove = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1) > top_p
+        remove[1:] = remove[:-1].clone()
+        remove[0] = False
+        logits[sorted_idx[remove]] = -float("inf")
+    if top_k is not None:
+        logits[logits < torch.topk(logits, min(top_k, logits.numel())).values[-1]] = -float("inf")
+    probs = torch.softmax(logits / temp, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=gen)), float(probs[-1])
+
+
+ROWS = [  # (temp, top_k, top_p): greedy, the defaults, each filter, both, extremes
+    (0.0, None, None),
+    (0.7, None, None),
+    (0.5, 50, None),
+    (1.3, None, 0.9),
+    (0.7, 20, 0.8),
+    (0.0, 5, 0.5),
+    (2.0, 1, None),
+    (0.001, None, 0.05),
+]
+
+
+@pytest.mark.parametrize("vocab", [1024, SEMANTIC_VOCAB_SIZE + 1])
+def test_batched_sampler_gives_the_one_row_multinomial_tokens(vocab: int) -> None:
+    """Every row of one batched pass, over 30 steps and several seeds, equals the one-row
+    sampler with torch.multinomial: same index, same P(EOS) bits, same generator state."""
+    for seed in range(4):
+        ours = [torch.Generator().manual_seed(seed * 100 + i) for i in range(len(ROWS))]
+        theirs = [torch.Generator().manual_seed(seed * 100 + i) for i in range(len(ROWS))]
+        temps, top_k, top_p = ([row[i] for row in ROWS] for i in range(3))
+        s = BatchSampling.build(temps, top_k, top_p, ours, "cpu", vocab)
+        logits_gen = torch.Generator().manual_seed(seed)
+        for _ in range(30):
+            logits = torch.randn(len(ROWS), vocab, generator=logits_gen) * 4
+            index, eos_p = sample_batch(logits, s, list(range(len(ROWS))))
+            expected = [_one_row_reference(logits[b], *ROWS[b], theirs[b]) for b in range(len(ROWS))]
+            assert list(zip(index.tolist(), eos_p.tolist(), strict=True)) == expected
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a.get_state(), b.get_state())
+
+
+def test_fine_positions_draw_as_multinomial_over_each_rows_fill() -> None:
+    temps, starts = [0.5, 0.0, 1.0], [0, 300, 1000]
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1024, 1024, generator=gen)
+    ours = [torch.Generator().manual_seed(i) for i in range(3)]
+    s = BatchSampling.build(temps, [None] * 3, [None] * 3, ours, "cpu", 1024)
+    picked = sample_positions(logits, s, starts)
+    for b, (temp, start) in enumerate(zip(temps, starts, strict=True)):
+        rows = logits[b, start:]
+        if temp == 0.0:
+            expected = rows.argmax(-1)
+        else:
+            probs = torch.softmax(rows / temp, dim=-1)
+            expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(b)).squeeze(-1)
+        assert torch.equal(picked[b, start:], expected)
