@@ -9,7 +9,10 @@ Shapes: B batch, T new positions, S cache slots, H heads, D head dim, C = H * D.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -249,6 +252,93 @@ def pack_linears(model: CausalGPT | FineGPT, batch_hint: int = 8, head: bool = F
             if isinstance(layer, nn.Linear) and layer.weight.dtype == torch.float32:
                 setattr(parent, name, PackedLinear(layer, batch_hint))
     return True
+
+
+PackMode = Literal["on", "off", "auto"]
+PACK_MODES: tuple[PackMode, ...] = ("on", "off", "auto")
+# auto packs only when packed decode-step linears are at least this much faster: packing
+# changes results in the last bits, so a tie (or timer noise) keeps aten's plain linears
+PACK_MIN_GAIN = 0.05
+
+
+@dataclass(frozen=True)
+class PackChoice:
+    """Whether the CPU linears are packed, and why (the figures auto measured, for the log)."""
+
+    pack: bool
+    reason: str
+    plain_ms: float | None = None
+    packed_ms: float | None = None
+
+    def describe(self) -> str:
+        if self.plain_ms is None or self.packed_ms is None:
+            return f"packed={self.pack} ({self.reason})"
+        return (
+            f"packed={self.pack} ({self.reason}: decode-step linears plain {self.plain_ms:.3f} ms, "
+            f"packed {self.packed_ms:.3f} ms)"
+        )
+
+
+Measure = Callable[[], tuple[float, float]]  # () -> (plain ms, packed ms)
+
+
+def measure_linears(model: CausalGPT | FineGPT, batch: int = 8, repeats: int = 15) -> tuple[float, float]:
+    """The best time (ms) of one block's four linears on a decode step's input ((batch, 1, C)),
+    as aten's plain linears and as PackedLinear, alternated so that both see the same load."""
+    block = model.layers[0]
+    assert isinstance(block, Block)
+    plain: list[nn.Module] = [block.attn.att_proj, block.attn.out_proj, block.mlp.in_proj, block.mlp.out_proj]
+    linears = [m for m in plain if isinstance(m, nn.Linear)]
+    if len(linears) != len(plain):
+        raise ValueError("measure_linears needs the model's plain nn.Linear layers (not yet packed)")
+    packed: list[nn.Module] = [PackedLinear(m, batch) for m in linears]
+    inputs = [torch.randn(batch, 1, m.in_features) for m in linears]
+
+    def run(layers: list[nn.Module]) -> float:
+        t0 = time.perf_counter()
+        for layer, x in zip(layers, inputs, strict=True):
+            layer(x)
+        return (time.perf_counter() - t0) * 1e3
+
+    best = [float("inf"), float("inf")]
+    with torch.inference_mode():
+        for i in range(repeats + 2):  # the first two rounds warm up
+            for k, layers in enumerate((plain, packed)):
+                t = run(layers)
+                if i >= 2:
+                    best[k] = min(best[k], t)
+    return best[0], best[1]
+
+
+def choose_packing(mode: PackMode, model: CausalGPT | FineGPT, measure: Measure | None = None) -> PackChoice:
+    """on: pack where possible; off: never; auto: pack only if `measure` (by default
+    `measure_linears` on `model`) finds the packed linears faster by PACK_MIN_GAIN."""
+    if mode not in PACK_MODES:
+        raise ValueError(f"pack mode must be one of {PACK_MODES}, got {mode!r}")
+    if mode == "off":
+        return PackChoice(False, "off")
+    weight = model.layers[0].attn.att_proj.weight  # type: ignore[union-attr]
+    if not cpu_packing_available() or weight.device.type != "cpu" or weight.dtype != torch.float32:
+        return PackChoice(False, "needs fp32 weights on a CPU with oneDNN packing")
+    if mode == "on":
+        return PackChoice(True, "on")
+    plain_ms, packed_ms = (measure or (lambda: measure_linears(model)))()
+    faster = packed_ms < plain_ms * (1 - PACK_MIN_GAIN)
+    reason = "auto: packed faster" if faster else "auto: packed not faster"
+    return PackChoice(faster, reason, plain_ms, packed_ms)
+
+
+def pack_cpu_models(
+    mode: PackMode, semantic: CausalGPT, coarse: CausalGPT, fine: FineGPT, measure: Measure | None = None
+) -> PackChoice:
+    """Choose (measuring on the coarse model, the stage with the most decode steps) and, where
+    chosen, pack all three models' block linears and the semantic head (see pack_linears)."""
+    choice = choose_packing(mode, coarse, measure)
+    if choice.pack:
+        pack_linears(semantic, head=True)
+        pack_linears(coarse)
+        pack_linears(fine)
+    return choice
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
