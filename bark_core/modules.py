@@ -35,14 +35,22 @@ class GPTShape:
 
 
 class KVCache:
-    """Keys and values of every layer for up to `slots` positions, written in place."""
+    """Keys and values of every layer for up to `slots` positions, written in place.
 
-    def __init__(self, shape: GPTShape, batch: int, slots: int, device, dtype) -> None:
+    `static`: every forward attends over all `slots` (the unfilled ones masked) and writes at
+    a device-side counter (`filled`), so that a decode step has the same shapes and no host
+    value in it from one step to the next (what a CUDA graph capture needs). The slots start
+    zeroed: masked keys get weight 0, and 0 * garbage could be NaN."""
+
+    def __init__(self, shape: GPTShape, batch: int, slots: int, device, dtype, static: bool = False) -> None:
         head_dim = shape.hidden_size // shape.num_heads
         size = (shape.num_layers, batch, shape.num_heads, slots, head_dim)
-        self.k = torch.empty(size, device=device, dtype=dtype)
-        self.v = torch.empty(size, device=device, dtype=dtype)
+        alloc = torch.zeros if static else torch.empty
+        self.k = alloc(size, device=device, dtype=dtype)
+        self.v = alloc(size, device=device, dtype=dtype)
         self.length = 0  # slots filled so far, the same for every row
+        self.static = static
+        self.filled = torch.zeros((), dtype=torch.long, device=device)  # `length` on the device (static)
 
     @property
     def slots(self) -> int:
@@ -57,6 +65,8 @@ class KVCache:
         """Make room for at least `slots` positions, keeping what is filled."""
         if slots <= self.slots:
             return
+        if self.static:
+            raise ValueError("a static cache keeps its size: allocate the slots it needs up front")
         grow = (*self.k.shape[:3], slots - self.slots, self.k.shape[4])
         self.k = torch.cat([self.k, self.k.new_empty(grow)], dim=3)
         self.v = torch.cat([self.v, self.v.new_empty(grow)], dim=3)
@@ -80,7 +90,14 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.att_proj(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
-        if cache is not None:
+        if cache is not None and cache.static:
+            # write at the device counter, attend over every slot (mask: the filled ones)
+            at = cache.filled + torch.arange(T, device=x.device)
+            cache.k[layer].index_copy_(2, at, k)
+            cache.v[layer].index_copy_(2, at, v)
+            k, v = cache.k[layer], cache.v[layer]
+            causal = False
+        elif cache is not None:
             start = cache.length
             cache.k[layer, :, :, start : start + T] = k
             cache.v[layer, :, :, start : start + T] = v
@@ -136,10 +153,10 @@ class CausalGPT(nn.Module):
     def device(self) -> torch.device:
         return self.position_embeds_layer.weight.device
 
-    def new_cache(self, batch: int, slots: int) -> KVCache:
+    def new_cache(self, batch: int, slots: int, static: bool = False) -> KVCache:
         # the embeddings keep the activation dtype even when the linear layers are int8
         weight = self.position_embeds_layer.weight
-        return KVCache(self.shape, batch, slots, weight.device, weight.dtype)
+        return KVCache(self.shape, batch, slots, weight.device, weight.dtype, static)
 
     def forward(
         self,
@@ -152,9 +169,13 @@ class CausalGPT(nn.Module):
         """Run the new positions through the model; return the last position's logits (B, V),
         or (B, len(vocab)) for `vocab`."""
         x = embeds + self.position_embeds_layer(positions)
+        if cache.static:
+            mask = _static_mask(cache, embeds.shape[1], mask)
         for i, block in enumerate(self.layers):
             x = block(x, mask, cache, i)
         cache.length += embeds.shape[1]
+        if cache.static:
+            cache.filled += embeds.shape[1]
         # like the original, only the last position goes through the head
         h = self.layernorm_final(x[:, -1])
         weight = getattr(self.lm_head, "weight", None)
@@ -165,6 +186,16 @@ class CausalGPT(nn.Module):
             return F.linear(h, weight[vocab])
         logits = self.lm_head(h)  # an int8 head keeps its weight packed: slice after
         return logits if vocab is None else logits[:, vocab]
+
+
+def _static_mask(cache: KVCache, T: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """(1, 1, T, S): each new position attends to the filled slots up to itself; computed on
+    the device from `cache.filled`, the same shape every step."""
+    if mask is not None:
+        raise ValueError("a static cache builds its own mask (padded batches are not supported yet)")
+    slots = torch.arange(cache.slots, device=cache.k.device)
+    at = cache.filled + torch.arange(T, device=cache.k.device)
+    return (slots[None, :] <= at[:, None])[None, None]
 
 
 class FineGPT(nn.Module):

@@ -141,8 +141,10 @@ def generate_semantic(
     min_eos_p: Sequence[float | None],
     max_tokens: Sequence[int],  # per row, at most 768
     progress: Progress | None = None,
+    static_shapes: bool = False,
 ) -> list[np.ndarray | None]:
-    """Text -> semantic tokens. None for a cancelled row."""
+    """Text -> semantic tokens. None for a cancelled row. `static_shapes`: a static cache
+    (modules.KVCache), so that every decode step has the same shapes while no row leaves."""
     device = model.device
     B = len(text_tokens)
     thresholds = [NO_THRESHOLD if p is None else p for p in min_eos_p]
@@ -157,7 +159,7 @@ def generate_semantic(
     )
     prefix = _semantic_prefix(model, text_tokens, histories)
     steps = max(max_tokens)
-    cache = model.new_cache(B, prefix.shape[1] + steps)
+    cache = model.new_cache(B, prefix.shape[1] + steps, static=static_shapes)
     logits = model(prefix, torch.arange(prefix.shape[1], device=device)[None], cache)
     for step in range(steps):
         chosen = run.step(logits)
@@ -168,7 +170,7 @@ def generate_semantic(
         token_t, keep_t = chosen
         if keep_t is not None:
             cache.keep_rows(keep_t)
-        pos = torch.full((1, 1), cache.length, device=device)
+        pos = cache.filled.view(1, 1) if static_shapes else torch.full((1, 1), cache.length, device=device)
         logits = model(model.input_embeds_layer(token_t), pos, cache)
     if progress:
         progress(steps, steps)

@@ -55,8 +55,8 @@ class _EosAt:
         self.shape = GPTShape(1024, 129_600, 10_048, 1, 1, 4, False)
         self.input_embeds_layer = torch.nn.Embedding(129_600, 4)
 
-    def new_cache(self, batch: int, slots: int) -> KVCache:
-        return KVCache(self.shape, batch, slots, "cpu", torch.float32)
+    def new_cache(self, batch: int, slots: int, static: bool = False) -> KVCache:
+        return KVCache(self.shape, batch, slots, "cpu", torch.float32, static)
 
     def __call__(self, embeds: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         step = cache.length + embeds.shape[1] - (MAX_TEXT_TOKENS + 1)  # the prefill is step 0
