@@ -348,9 +348,14 @@ def choose_packing(mode: PackMode, model: CausalGPT | FineGPT, measure: Measure 
         raise ValueError(f"pack mode must be one of {PACK_MODES}, got {mode!r}")
     if mode == "off":
         return PackChoice(False, "off")
-    weight = model.layers[0].attn.att_proj.weight  # type: ignore[union-attr]
-    if not cpu_packing_available() or weight.device.type != "cpu" or weight.dtype != torch.float32:
-        return PackChoice(False, "needs fp32 weights on a CPU with oneDNN packing")
+    layer = model.layers[0].attn.att_proj  # type: ignore[union-attr]
+    fp32_cpu = (
+        isinstance(layer, nn.Linear)
+        and layer.weight.device.type == "cpu"
+        and layer.weight.dtype == torch.float32
+    )
+    if not (fp32_cpu and cpu_packing_available()):
+        return PackChoice(False, "needs plain fp32 linears on a CPU with oneDNN packing")
     if mode == "on":
         return PackChoice(True, "on")
     plain_ms, packed_ms = (measure or (lambda: measure_linears(model)))()

@@ -15,6 +15,7 @@ from bark_core.modules import (
     cpu_packing_available,
     measure_linears,
     pack_cpu_models,
+    quantize_int8,
 )
 
 pytestmark = pytest.mark.skipif(not cpu_packing_available(), reason="this torch has no oneDNN packing")
@@ -57,6 +58,8 @@ def test_only_fp32_cpu_weights_are_packed_even_when_on(plain) -> None:  # type: 
     plain.coarse.to(torch.bfloat16)
     assert not choose_packing("on", plain.coarse, _never).pack
     assert not choose_packing("auto", plain.coarse, _never).pack
+    quantize_int8(plain.fine)
+    assert not choose_packing("on", plain.fine, _never).pack
 
 
 @pytest.mark.parametrize(("timings", "packed"), [((10.0, 5.0), True), ((5.0, 10.0), False)])
