@@ -78,6 +78,35 @@ def check_precision(device: str, dtype: str) -> None:
         raise InvalidParameterError("int8 is a CPU mode; use float16 or bfloat16 on CUDA", param="dtype")
 
 
+def _build_gpts(
+    bark: Any, device: str, dtype: str, offload: bool, pack: bool
+) -> tuple[CausalGPT, CausalGPT, FineGPT]:
+    """Our three GPTs holding transformers' BarkModel weights, in `dtype` (int8: quantized),
+    on `device` (on the CPU with offload: the stages rest there between uses)."""
+    torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
+    home = "cpu" if offload else device
+
+    def build(module: M, source: torch.nn.Module, pack_head: bool = False) -> M:
+        module.load_state_dict(submodel_state(source), strict=True, assign=True)
+        module.to(device=home, dtype=torch_dtype).eval()
+        if dtype == "int8":
+            quantize_int8(module)
+        elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
+            pack_linears(module, head=pack_head)  # type: ignore[arg-type]
+        return module
+
+    config = bark.config
+    fine_cfg = config.fine_acoustics_config
+    return (
+        build(CausalGPT(GPTShape.from_config(config.semantic_config)), bark.semantic, pack_head=True),
+        build(CausalGPT(GPTShape.from_config(config.coarse_acoustics_config)), bark.coarse_acoustics),
+        build(
+            FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
+            bark.fine_acoustics,
+        ),
+    )
+
+
 def _controls(chunks: list[Chunk], temp_of: Callable[[GenerationParams], float]) -> list[stages.RowControl]:
     return [
         stages.RowControl(
@@ -138,30 +167,8 @@ class BarkPipeline:
         root = resolve_checkpoint(model, revision)
         ckpt = load_checkpoint(root)
         bark = ckpt.bark
-        torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
-        home = "cpu" if offload else device  # offloaded stages rest on the CPU between uses
-
-        def build(module: M, source: torch.nn.Module, pack_head: bool = False) -> M:
-            module.load_state_dict(submodel_state(source), strict=True, assign=True)
-            module.to(device=home, dtype=torch_dtype).eval()
-            if dtype == "int8":
-                quantize_int8(module)
-            elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
-                pack_linears(module, head=pack_head)  # type: ignore[arg-type]
-            return module
-
-        fine_cfg = bark.config.fine_acoustics_config
-        semantic = build(
-            CausalGPT(GPTShape.from_config(bark.config.semantic_config)), bark.semantic, pack_head=True
-        )
-        coarse = build(
-            CausalGPT(GPTShape.from_config(bark.config.coarse_acoustics_config)), bark.coarse_acoustics
-        )
-        fine = build(
-            FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
-            bark.fine_acoustics,
-        )
-        codec: torch.nn.Module = bark.codec_model.to(home).eval()
+        semantic, coarse, fine = _build_gpts(bark, device, dtype, offload, pack)
+        codec: torch.nn.Module = bark.codec_model.to("cpu" if offload else device).eval()
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)
         return cls(
