@@ -27,16 +27,9 @@ import numpy as np
 import torch
 
 from .params import Continuity, GenerationParams, resolve_continuity
+from .planner import PlannedChunk
 from .types import AudioChunk, SynthesisRequest
 from .voices import VoicePreset
-
-
-@dataclass(frozen=True)
-class TextChunk:
-    """One planned piece of a request's text and its estimated spoken duration."""
-
-    text: str
-    estimate_s: float
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -85,7 +78,9 @@ class Chunk:
 class RequestState:
     """One request's chunks: started, generated, decoded and sent."""
 
-    def __init__(self, index: int, request: SynthesisRequest, plan: Sequence[TextChunk], device: str) -> None:
+    def __init__(
+        self, index: int, request: SynthesisRequest, plan: Sequence[PlannedChunk], device: str
+    ) -> None:
         self.index = index
         self.request = request
         self.plan = list(plan)

@@ -27,12 +27,13 @@ from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
 from .constants import MAX_TEXT_TOKENS, SAMPLE_RATE, TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
-from .longform import Chunk, RequestState, TextChunk, start_chunks
+from .longform import Chunk, RequestState, start_chunks
 from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, pack_linears, quantize_int8
 from .params import GenerationParams, semantic_tokens_for
+from .planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, PlannedChunk, plan_chunks
 from .scheduler import BATCHED, STAGES, StageQueues
 from .seams import join_chunk, pause_samples
-from .text import normalize_whitespace, split_text
+from .text import normalize_whitespace
 from .types import AudioChunk, SynthesisRequest
 from .voices import VoiceLibrary, VoicePreset
 
@@ -49,8 +50,6 @@ StageProgress = Callable[[str, int, int], None]
 # batch 1 on a CPU, more on a GPU), while fair sharing keeps rows for other requests.
 MAX_ROWS = 64
 ROWS_PER_REQUEST = 8
-# The spoken-duration estimate of a chunk until the planner: ~15 characters a second
-CHARS_PER_SECOND = 15.0
 M = TypeVar("M", bound=torch.nn.Module)
 
 
@@ -146,6 +145,9 @@ class BarkPipeline:
         self.dtype = dtype
         self.offload = offload
         self.is_random_demo = is_random_demo
+        # the planner's limits for every request's chunks (set them after `load` to change)
+        self.chunk_target_s = DEFAULT_TARGET_S
+        self.first_chunk_s: float | None = DEFAULT_FIRST_CHUNK_S
 
     @classmethod
     def load(
@@ -230,9 +232,17 @@ class BarkPipeline:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(normalize_whitespace(text), add_special_tokens=False))
 
-    def plan(self, request: SynthesisRequest) -> list[TextChunk]:
-        """The request's text chunks and their estimated spoken durations."""
-        return [TextChunk(text, len(text) / CHARS_PER_SECOND) for text in split_text(request.text)]
+    def plan(self, request: SynthesisRequest) -> list[PlannedChunk]:
+        """The request's text chunks and their estimated spoken durations (bark_core.planner:
+        within `chunk_target_s` each, the first within `first_chunk_s`; None: no short first
+        chunk), in the request's language, at most 256 of our tokenizer's tokens each."""
+        return plan_chunks(
+            request.text,
+            request.language,
+            target_s=self.chunk_target_s,
+            first_chunk_s=self.first_chunk_s,
+            count_tokens=self.count_tokens,
+        )
 
     def semantic_cap(self, params: GenerationParams, estimate_s: float) -> int:
         """The semantic tokens a chunk may generate (see `caps_demo_length`)."""
