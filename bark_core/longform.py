@@ -37,7 +37,8 @@ def chunk_seed(seed: int, index: int) -> int:
     did); chunk k > 0 from a 64-bit seed that numpy's SeedSequence derives from (seed, k)."""
     if index == 0:
         return seed
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
+    entropy = [seed % 2**64, index]  # SeedSequence takes no negative seed; torch wraps them so
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
 def chunk_generator(seed: int, index: int, device: str) -> torch.Generator:

@@ -181,6 +181,7 @@ def test_chunk_seeds_are_distinct_and_chunk_0_keeps_the_seed() -> None:
     seeds = {chunk_seed(seed, k) for seed in range(20) for k in range(1, 20)}
     assert len(seeds) == 19 * 20
     assert chunk_seed(7, 3) == chunk_seed(7, 3)
+    assert chunk_seed(-1, 3) == chunk_seed(2**64 - 1, 3)  # as torch.manual_seed wraps it
 
 
 # ----------------------------------------------------------------------------- order, fairness
