@@ -8,8 +8,37 @@ from typing import Literal
 from .constants import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ
 from .errors import InvalidParameterError
 
-Continuity = Literal["fixed", "rolling"]
+# The history prompt of a request's text chunks (see `resolve_continuity` for the default):
+# fixed   every chunk uses the preset (or none): the chunks are independent of each other;
+# anchor  chunk 0 uses the preset (or none), every later chunk chunk 0's full generation:
+#         one voice from the first chunk to the last, chunks 1..N independent of each other;
+# rolling chunk k uses chunk k-1's full generation: the voice follows the text, sequentially.
+Continuity = Literal["fixed", "anchor", "rolling"]
+CONTINUITY_MODES: tuple[Continuity, ...] = ("fixed", "anchor", "rolling")
 GREEDY_BELOW = 1e-3  # temperatures below this are greedy argmax
+# Silence between a request's text chunks, as in the original's long-form notebook.
+DEFAULT_CHUNK_PAUSE_S = 0.25
+MAX_CHUNK_PAUSE_S = 5.0
+MAX_DURATION_S = 1e4
+
+
+def resolve_continuity(continuity: Continuity | None, has_voice: bool) -> Continuity:
+    """The mode a request runs in; None picks the default.
+
+    With a preset the default is `fixed`: every chunk is conditioned on the curated prompt
+    itself, which holds the voice at least as well as a generated one, nothing drifts, and
+    the chunks are independent (they run in parallel). Without one it is `anchor`: `fixed`
+    would give every chunk its own random speaker, and `anchor` holds chunk 0's speaker while
+    chunks 1..N still run in parallel (`rolling` would too, but sequentially, and it lets
+    the voice wander chunk by chunk)."""
+    if continuity is not None:
+        return continuity
+    return "fixed" if has_voice else "anchor"
+
+
+def semantic_tokens_for(seconds: float) -> int:
+    """The semantic tokens of `seconds` of speech: round(seconds * 49.9), in [1, 768]."""
+    return max(1, min(MAX_SEMANTIC_TOKENS, round(seconds * SEMANTIC_RATE_HZ)))
 
 
 @dataclass(frozen=True)
@@ -17,7 +46,8 @@ class GenerationParams:
     """Sampling knobs of the three token stages. A temperature of 0 means greedy argmax.
 
     Defaults are the original's `generate_audio`: text_temp 0.7, waveform_temp 0.7 (coarse),
-    fine_temp 0.5, min_eos_p 0.2, no top-k / top-p.
+    fine_temp 0.5, min_eos_p 0.2, no top-k / top-p. `continuity` None: `resolve_continuity`
+    picks it. `chunk_pause_s`: the silence that opens every chunk after the first.
     """
 
     text_temp: float = 0.7
@@ -27,7 +57,8 @@ class GenerationParams:
     top_p: float | None = None
     min_eos_p: float | None = 0.2
     max_duration_s: float | None = None
-    continuity: Continuity = "fixed"
+    continuity: Continuity | None = None
+    chunk_pause_s: float = DEFAULT_CHUNK_PAUSE_S
 
     def __post_init__(self) -> None:
         for name in ("text_temp", "waveform_temp", "fine_temp"):
@@ -45,14 +76,19 @@ class GenerationParams:
             raise InvalidParameterError(
                 f"min_eos_p must be in [0, 1], got {self.min_eos_p}", param="min_eos_p"
             )
-        if self.max_duration_s is not None and not 0.0 < self.max_duration_s <= 1e4:
+        if self.max_duration_s is not None and not 0.0 < self.max_duration_s <= MAX_DURATION_S:
             raise InvalidParameterError(
                 f"max_duration_s must be > 0, got {self.max_duration_s}", param="max_duration_s"
             )
-        if self.continuity not in ("fixed", "rolling"):
+        if self.continuity is not None and self.continuity not in CONTINUITY_MODES:
             raise InvalidParameterError(
-                f"continuity must be 'fixed' or 'rolling', got {self.continuity!r}",
+                f"continuity must be one of {list(CONTINUITY_MODES)} or null, got {self.continuity!r}",
                 param="continuity",
+            )
+        if not 0.0 <= self.chunk_pause_s <= MAX_CHUNK_PAUSE_S:
+            raise InvalidParameterError(
+                f"chunk_pause_s must be in [0, {MAX_CHUNK_PAUSE_S}], got {self.chunk_pause_s}",
+                param="chunk_pause_s",
             )
 
     @property
@@ -60,7 +96,7 @@ class GenerationParams:
         """The semantic-token cap per text chunk: round(max_duration_s * 49.9), at most 768."""
         if self.max_duration_s is None:
             return MAX_SEMANTIC_TOKENS
-        return max(1, min(MAX_SEMANTIC_TOKENS, round(self.max_duration_s * SEMANTIC_RATE_HZ)))
+        return semantic_tokens_for(self.max_duration_s)
 
     @classmethod
     def greedy(cls, **overrides: object) -> GenerationParams:

@@ -1,13 +1,15 @@
 """BarkPipeline: the loaded models and the streaming, batched text-to-speech loop.
 
-Every request has one text chunk in flight at a time, waiting in front of one of the four
-stages; one stage runs at a time, over everything waiting for it, as one batch (so a fixed
-batch moves in lockstep: chunk k of every request, then chunk k + 1). Each chunk's audio is
-yielded as soon as it is decoded. Requests may join a running batch (`admit`): they catch up
-with the others at the next stage boundary (bark_core.scheduler says which stage runs when).
-Each request samples from its own generator in its own order, so its audio does not depend
-on what it was batched with. With `rolling` continuity a request's chunk k uses chunk k-1's
-full generation as its voice.
+Each request's text is planned into chunks (`plan`), and its chunks enter the batch as rows
+of their own where they are independent (bark_core.longform says which may start when, with
+which history, and how rows are shared among requests). Every chunk in flight waits in front
+of one of the four stages; one stage runs at a time, over everything waiting for it, as one
+batch. Requests may join a running batch (`admit`): their chunks catch up with the others at
+the next stage boundary (bark_core.scheduler says which stage runs when). Each chunk samples
+from its own generator, seeded from (seed, chunk index), so a request's audio does not depend
+on what it was batched with nor on how many of its chunks ran at once. Each request's chunks
+are yielded in order, each once it and the ones before it are decoded, joined by a short
+pause and faded at their ends (bark_core.seams).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,12 +25,15 @@ import torch
 
 from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
-from .constants import TEXT_ENCODING_OFFSET
+from .constants import MAX_TEXT_TOKENS, SAMPLE_RATE, TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
+from .longform import Chunk, RequestState, start_chunks
 from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, pack_linears, quantize_int8
-from .params import GenerationParams
-from .scheduler import STAGES, StageQueues
-from .text import normalize_whitespace, split_text
+from .params import GenerationParams, semantic_tokens_for
+from .planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, PlannedChunk, plan_chunks
+from .scheduler import BATCHED, STAGES, StageQueues
+from .seams import join_chunk, pause_samples
+from .text import normalize_whitespace
 from .types import AudioChunk, SynthesisRequest
 from .voices import VoiceLibrary, VoicePreset
 
@@ -41,6 +45,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 PRECISIONS = (*DTYPES, "int8", "auto")
 # (stage name, steps done, steps total) -> None; the CLI draws a progress bar from it
 StageProgress = Callable[[str, int, int], None]
+# Rows (text chunks in flight) of one batch, and of one request in it by default: enough for
+# a paragraph's chunks to run at once (a decode step at batch 8 yields ~5x the tokens/s of
+# batch 1 on a CPU, more on a GPU), while fair sharing keeps rows for other requests.
+MAX_ROWS = 64
+ROWS_PER_REQUEST = 8
 M = TypeVar("M", bound=torch.nn.Module)
 
 
@@ -68,50 +77,50 @@ def check_precision(device: str, dtype: str) -> None:
         raise InvalidParameterError("int8 is a CPU mode; use float16 or bfloat16 on CUDA", param="dtype")
 
 
-@dataclass
-class _Row:
-    """One request's progress through its text chunks."""
+def _build_gpts(
+    bark: Any, device: str, dtype: str, offload: bool, pack: bool
+) -> tuple[CausalGPT, CausalGPT, FineGPT]:
+    """Our three GPTs holding transformers' BarkModel weights, in `dtype` (int8: quantized),
+    on `device` (on the CPU with offload: the stages rest there between uses)."""
+    torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
+    home = "cpu" if offload else device
 
-    index: int
-    request: SynthesisRequest
-    chunks: list[str]
-    voice: VoicePreset | None
-    generator: torch.Generator
-    done: int = 0
+    def build(module: M, source: torch.nn.Module, pack_head: bool = False) -> M:
+        module.load_state_dict(submodel_state(source), strict=True, assign=True)
+        module.to(device=home, dtype=torch_dtype).eval()
+        if dtype == "int8":
+            quantize_int8(module)
+        elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
+            pack_linears(module, head=pack_head)  # type: ignore[arg-type]
+        return module
+
+    config = bark.config
+    fine_cfg = config.fine_acoustics_config
+    return (
+        build(CausalGPT(GPTShape.from_config(config.semantic_config)), bark.semantic, pack_head=True),
+        build(CausalGPT(GPTShape.from_config(config.coarse_acoustics_config)), bark.coarse_acoustics),
+        build(
+            FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
+            bark.fine_acoustics,
+        ),
+    )
 
 
-@dataclass
-class _Work:
-    """One row's chunk in flight through the stages of a round."""
-
-    row: _Row
-    text: str
-    semantic: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    coarse: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), np.int64))
-    fine: np.ndarray = field(default_factory=lambda: np.zeros((8, 0), np.int64))
-    seconds: dict[str, float] = field(default_factory=dict)  # its share of each stage's run
-    batch: dict[str, int] = field(default_factory=dict)  # rows in each stage's run
-
-    @property
-    def params(self) -> GenerationParams:
-        return self.row.request.params
-
-
-def _controls(work: list[_Work], temp_of: Callable[[GenerationParams], float]) -> list[stages.RowControl]:
+def _controls(chunks: list[Chunk], temp_of: Callable[[GenerationParams], float]) -> list[stages.RowControl]:
     return [
         stages.RowControl(
-            temp=temp_of(w.params),
-            top_k=w.params.top_k,
-            top_p=w.params.top_p,
-            generator=w.row.generator,
-            should_cancel=w.row.request.should_cancel,
+            temp=temp_of(c.params),
+            top_k=c.params.top_k,
+            top_p=c.params.top_p,
+            generator=c.generator,
+            should_cancel=c.request.should_cancel,
         )
-        for w in work
+        for c in chunks
     ]
 
 
 class BarkPipeline:
-    sample_rate = 24_000
+    sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -136,6 +145,9 @@ class BarkPipeline:
         self.dtype = dtype
         self.offload = offload
         self.is_random_demo = is_random_demo
+        # the planner's limits for every request's chunks (set them after `load` to change)
+        self.chunk_target_s = DEFAULT_TARGET_S
+        self.first_chunk_s: float | None = DEFAULT_FIRST_CHUNK_S
 
     @classmethod
     def load(
@@ -157,30 +169,8 @@ class BarkPipeline:
         root = resolve_checkpoint(model, revision)
         ckpt = load_checkpoint(root)
         bark = ckpt.bark
-        torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
-        home = "cpu" if offload else device  # offloaded stages rest on the CPU between uses
-
-        def build(module: M, source: torch.nn.Module, pack_head: bool = False) -> M:
-            module.load_state_dict(submodel_state(source), strict=True, assign=True)
-            module.to(device=home, dtype=torch_dtype).eval()
-            if dtype == "int8":
-                quantize_int8(module)
-            elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
-                pack_linears(module, head=pack_head)  # type: ignore[arg-type]
-            return module
-
-        fine_cfg = bark.config.fine_acoustics_config
-        semantic = build(
-            CausalGPT(GPTShape.from_config(bark.config.semantic_config)), bark.semantic, pack_head=True
-        )
-        coarse = build(
-            CausalGPT(GPTShape.from_config(bark.config.coarse_acoustics_config)), bark.coarse_acoustics
-        )
-        fine = build(
-            FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
-            bark.fine_acoustics,
-        )
-        codec: torch.nn.Module = bark.codec_model.to(home).eval()
+        semantic, coarse, fine = _build_gpts(bark, device, dtype, offload, pack)
+        codec: torch.nn.Module = bark.codec_model.to("cpu" if offload else device).eval()
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)
         return cls(
@@ -214,8 +204,8 @@ class BarkPipeline:
 
     def encode_text(self, text: str) -> np.ndarray:
         ids = self.tokenizer.encode(normalize_whitespace(text), add_special_tokens=False)
-        if len(ids) > 256:
-            log.warning("text chunk of %d tokens cut to 256", len(ids))
+        if len(ids) > MAX_TEXT_TOKENS:
+            log.warning("text chunk of %d tokens cut to %d", len(ids), MAX_TEXT_TOKENS)
         return np.asarray(ids, dtype=np.int64) + TEXT_ENCODING_OFFSET
 
     @torch.inference_mode()
@@ -232,113 +222,118 @@ class BarkPipeline:
 
     # ------------------------------------------------------------------ generation
 
+    @property
+    def caps_demo_length(self) -> bool:
+        """True on a random-weight checkpoint, which never emits EOS: there a chunk without
+        `max_duration_s` is capped at its estimated spoken duration, not at the 768-token
+        window (15.4 s of noise for "Hello")."""
+        return self.is_random_demo
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(normalize_whitespace(text), add_special_tokens=False))
+
+    def plan(self, request: SynthesisRequest) -> list[PlannedChunk]:
+        """The request's text chunks and their estimated spoken durations (bark_core.planner:
+        within `chunk_target_s` each, the first within `first_chunk_s`; None: no short first
+        chunk), in the request's language, at most 256 of our tokenizer's tokens each."""
+        return plan_chunks(
+            request.text,
+            request.language,
+            target_s=self.chunk_target_s,
+            first_chunk_s=self.first_chunk_s,
+            count_tokens=self.count_tokens,
+        )
+
+    def semantic_cap(self, params: GenerationParams, estimate_s: float) -> int:
+        """The semantic tokens a chunk may generate (see `caps_demo_length`)."""
+        if params.max_duration_s is None and self.caps_demo_length:
+            return semantic_tokens_for(estimate_s)
+        return params.max_semantic_tokens
+
     def stream(
         self,
         requests: Sequence[SynthesisRequest],
         progress: StageProgress | None = None,
         *,
         admit: Callable[[int], Sequence[SynthesisRequest]] | None = None,
-        max_rows: int = 64,
+        max_rows: int = MAX_ROWS,
+        rows_per_request: int = ROWS_PER_REQUEST,
     ) -> Iterator[AudioChunk]:
-        """Yield every request's chunks as they are decoded; see the module docstring.
+        """Yield every request's chunks, each request's in order; see the module docstring.
 
-        `admit(free)` is asked before every stage run for up to `free` more requests (at most
-        `max_rows` in flight); an admitted request's chunks carry the next `request_index`
-        after those of every request seen before it."""
-        rows: list[_Row] = []
-        queues: StageQueues[_Work] = StageQueues()
-
-        def add(request: SynthesisRequest) -> None:
-            gen_device = self.device if torch.device(self.device).type == "cuda" else "cpu"
-            gen = torch.Generator(device=gen_device)
-            gen.manual_seed(request.seed)
-            row = _Row(len(rows), request, split_text(request.text), request.voice, gen)
-            rows.append(row)
-            if row.chunks:
-                queues.put("semantic", _Work(row, row.chunks[0]))
-
+        At most `max_rows` chunks are in flight, at most `rows_per_request` of one request
+        (1: one chunk at a time). `admit(free)` is asked before every stage run for up to
+        `free` more requests (at most `max_rows` requests unfinished); an admitted request's
+        chunks carry the next `request_index` after those of every request seen before it."""
+        if max_rows < 1 or rows_per_request < 1:
+            raise InvalidParameterError(
+                f"max_rows and rows_per_request must be >= 1, got {max_rows} and {rows_per_request}",
+                param="rows_per_request" if max_rows >= 1 else "max_rows",
+            )
+        batch = _Batch(self, progress, max_rows, rows_per_request)
         for request in requests:
-            add(request)
+            batch.add(request)
         while True:
-            if admit is not None and len(queues) < max_rows:
-                for request in admit(max_rows - len(queues)):
-                    add(request)
-            for w in queues.items():
-                if _cancelled(w.row.request):
-                    queues.remove(w)
-            taken = queues.take()
+            batch.admit(admit)
+            taken = batch.next_stage()
             if taken is None:
                 return
-            stage, work = taken
+            stage, chunks = taken
             if stage == "codec":
-                for w in work:
-                    if not _cancelled(w.row.request):
-                        yield self._finish_chunk(w, queues)
-                continue
-            t0 = time.perf_counter()
-            results = self._run_stage(stage, work, progress)
-            share = (time.perf_counter() - t0) / len(work)
-            for w, result in zip(work, results, strict=True):
-                if result is None:  # cancelled during the stage: the row ends here
-                    continue
-                setattr(w, stage, result)
-                w.seconds[stage], w.batch[stage] = share, len(work)
-                queues.put(STAGES[STAGES.index(stage) + 1], w)
+                yield from batch.decode(chunks)
+            else:
+                batch.run(stage, chunks)
 
-    def _run_stage(self, stage: str, work: list[_Work], progress: StageProgress | None) -> list[Any]:
-        """One batched run of `stage` over `work`: a result per row, None where it was cancelled."""
+    def run_stage(self, stage: str, chunks: list[Chunk], progress: StageProgress | None) -> list[Any]:
+        """One batched run of `stage` over `chunks`: a result per row, None where cancelled."""
         report = (lambda done, total: progress(stage, done, total)) if progress else None
         if stage == "semantic":
             with self._on_device(self.semantic) as model:
                 return stages.generate_semantic(
                     model,
-                    [self.encode_text(w.text) for w in work],
-                    [w.row.voice.semantic if w.row.voice else None for w in work],
-                    _controls(work, lambda p: p.text_temp),
-                    [w.params.min_eos_p for w in work],
-                    [w.params.max_semantic_tokens for w in work],
+                    [self.encode_text(c.text) for c in chunks],
+                    [c.history.semantic if c.history else None for c in chunks],
+                    _controls(chunks, lambda p: p.text_temp),
+                    [c.params.min_eos_p for c in chunks],
+                    [self.semantic_cap(c.params, c.estimate_s) for c in chunks],
                     report,
                 )
         if stage == "coarse":
             with self._on_device(self.coarse) as model:
                 return stages.generate_coarse(
                     model,
-                    [w.semantic for w in work],
-                    [(w.row.voice.semantic, w.row.voice.coarse) if w.row.voice else None for w in work],
-                    _controls(work, lambda p: p.waveform_temp),
+                    [c.semantic for c in chunks],
+                    [(c.history.semantic, c.history.coarse) if c.history else None for c in chunks],
+                    _controls(chunks, lambda p: p.waveform_temp),
                     report,
                 )
         with self._on_device(self.fine) as model:
             return stages.generate_fine(
                 model,
-                [w.coarse for w in work],
-                [w.row.voice.fine if w.row.voice else None for w in work],
-                _controls(work, lambda p: p.fine_temp),
+                [c.coarse for c in chunks],
+                [c.history.fine if c.history else None for c in chunks],
+                _controls(chunks, lambda p: p.fine_temp),
                 report,
             )
 
-    def _finish_chunk(self, w: _Work, queues: StageQueues[_Work]) -> AudioChunk:
-        """Decode a chunk to audio, and queue the request's next text chunk (if any)."""
+    def audio_chunk(self, chunk: Chunk) -> AudioChunk:
+        """Decode a generated chunk into the audio that goes out (bark_core.seams)."""
         t0 = time.perf_counter()
-        row = w.row
-        chunk = AudioChunk(
-            request_index=row.index,
-            chunk_index=row.done,
-            n_chunks=len(row.chunks),
-            text=w.text,
-            audio=self.decode(w.fine),
-            semantic=w.semantic,
-            coarse=w.coarse,
-            fine=w.fine,
-            stage_seconds={**w.seconds, "codec": time.perf_counter() - t0},
-            stage_batch=dict(w.batch),
+        pause_s = chunk.params.chunk_pause_s if chunk.index > 0 else 0.0
+        return AudioChunk(
+            request_index=chunk.owner.index,
+            chunk_index=chunk.index,
+            n_chunks=chunk.owner.n_chunks,
+            text=chunk.text,
+            audio=join_chunk(self.decode(chunk.fine), chunk.index, pause_s),
+            semantic=chunk.semantic,
+            coarse=chunk.coarse,
+            fine=chunk.fine,
+            stage_seconds={**chunk.seconds, "codec": time.perf_counter() - t0},
+            stage_batch=dict(chunk.batch),
+            estimate_s=chunk.estimate_s,
+            pause_s=pause_samples(pause_s) / SAMPLE_RATE,
         )
-        row.done += 1
-        if w.params.continuity == "rolling" and w.coarse.shape[1] > 0:
-            row.voice = chunk.as_voice()
-        if row.done < len(row.chunks):
-            queues.put("semantic", _Work(row, row.chunks[row.done]))
-        return chunk
 
     def synthesize(
         self,
@@ -347,11 +342,78 @@ class BarkPipeline:
         params: GenerationParams | None = None,
         seed: int = 0,
         progress: StageProgress | None = None,
+        *,
+        rows_per_request: int = ROWS_PER_REQUEST,
     ) -> np.ndarray:
-        """The whole audio of one text, chunks concatenated."""
+        """The whole audio of one text, chunks joined."""
         request = SynthesisRequest(text, voice, params or GenerationParams(), seed)
-        parts = [c.audio for c in self.stream([request], progress)]
+        parts = [c.audio for c in self.stream([request], progress, rows_per_request=rows_per_request)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+class _Batch:
+    """One `stream` call's requests and the stage queues of their chunks in flight."""
+
+    def __init__(
+        self, pipe: BarkPipeline, progress: StageProgress | None, max_rows: int, rows_per_request: int
+    ) -> None:
+        self.pipe = pipe
+        self.progress = progress
+        self.max_rows = max_rows
+        self.rows_per_request = rows_per_request
+        self.states: list[RequestState] = []  # every request seen, by request_index
+        self.queues: StageQueues[Chunk] = StageQueues()
+
+    def add(self, request: SynthesisRequest) -> None:
+        plan = self.pipe.plan(request)
+        self.states.append(RequestState(len(self.states), request, plan, self.pipe.device))
+
+    def unfinished(self) -> list[RequestState]:
+        return [s for s in self.states if not s.finished]
+
+    def admit(self, admit: Callable[[int], Sequence[SynthesisRequest]] | None) -> None:
+        free = self.max_rows - len(self.unfinished())
+        if admit is not None and free > 0:
+            for request in admit(free):
+                self.add(request)
+
+    def next_stage(self) -> tuple[str, list[Chunk]] | None:
+        """Drop cancelled requests, start chunks on the free rows, take the next stage."""
+        for state in self.unfinished():
+            if _cancelled(state.request):
+                self._drop(state)
+        free = self.max_rows - len(self.queues)
+        for chunk in start_chunks(self.unfinished(), free, self.rows_per_request):
+            self.queues.put(STAGES[0], chunk)
+        return self.queues.take()
+
+    def _drop(self, state: RequestState) -> None:
+        state.drop()
+        for chunk in self.queues.items():
+            if chunk.owner is state:
+                self.queues.remove(chunk)
+
+    def run(self, stage: str, chunks: list[Chunk]) -> None:
+        t0 = time.perf_counter()
+        results = self.pipe.run_stage(stage, chunks, self.progress)
+        share = (time.perf_counter() - t0) / len(chunks)
+        for chunk, result in zip(chunks, results, strict=True):
+            if result is None:  # cancelled during the stage: the request ends here
+                self._drop(chunk.owner)
+            if chunk.owner.dropped:
+                continue
+            setattr(chunk, stage, result)
+            chunk.seconds[stage], chunk.batch[stage] = share, len(chunks)
+            if stage == BATCHED[-1]:
+                chunk.owner.on_generated(chunk)
+            self.queues.put(STAGES[STAGES.index(stage) + 1], chunk)
+
+    def decode(self, chunks: list[Chunk]) -> Iterator[AudioChunk]:
+        for chunk in chunks:
+            if _cancelled(chunk.request):
+                self._drop(chunk.owner)
+            if not chunk.owner.dropped:
+                yield from chunk.owner.on_decoded(self.pipe.audio_chunk(chunk))
 
 
 def _cancelled(request: SynthesisRequest) -> bool:

@@ -1,6 +1,7 @@
 """Which stage runs next when requests join a batch that is already running.
 
-Each work item (one request's current text chunk) waits in front of one stage. The pipeline
+Each work item (one text chunk of a request; bark_core.longform says which chunks are in
+flight) waits in front of one stage. The pipeline
 runs one stage at a time, over everything waiting in front of it, as one batch. Without
 arrivals every item moves in lockstep and this is plain round-by-round batching.
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .constants import SAMPLE_RATE
 from .params import GenerationParams
 from .voices import VoicePreset
 
@@ -19,13 +20,19 @@ class SynthesisRequest:
     voice: VoicePreset | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     seed: int = 0
-    #: polled between decode steps; True drops the row within one step
+    #: polled between decode steps; True drops the request within one step
     should_cancel: Callable[[], bool] | None = None
+    #: the text's language ("en", "zh", ...; the voice preset's, e.g. voices.language_of),
+    #: for sentence splitting; None: guessed from the script
+    language: str | None = None
 
 
 @dataclass
 class AudioChunk:
-    """The audio of one text chunk of one request, yielded as soon as it is decoded."""
+    """The audio of one text chunk of one request, yielded in order once it is decoded.
+
+    `audio` is what goes out: faded in and out at its ends, and opened by `pause_s` of silence
+    for every chunk after the first (bark_core.seams); `duration_s` includes that pause."""
 
     request_index: int
     chunk_index: int
@@ -39,6 +46,10 @@ class AudioChunk:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     #: rows in each stage's batched run that carried this chunk
     stage_batch: dict[str, int] = field(default_factory=dict)
+    #: the planner's estimate of the chunk's spoken duration, seconds
+    estimate_s: float | None = None
+    #: the silence at the start of `audio`, seconds
+    pause_s: float = 0.0
 
     @property
     def is_last(self) -> bool:
@@ -46,8 +57,9 @@ class AudioChunk:
 
     @property
     def duration_s(self) -> float:
-        return len(self.audio) / 24_000
+        return len(self.audio) / SAMPLE_RATE
 
     def as_voice(self) -> VoicePreset:
-        """This chunk's full generation, usable as a history prompt (rolling continuity)."""
+        """This chunk's full generation, usable as a history prompt (anchor and rolling
+        continuity)."""
         return VoicePreset(semantic=self.semantic, coarse=self.coarse, fine=self.fine)

@@ -83,11 +83,15 @@ def test_long_text_streams_chunk_by_chunk(pipeline: BarkPipeline) -> None:
     chunks = [first, *rest]
     assert first.n_chunks == len(chunks) > 1
     assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
-    assert all(len(c.text) <= 200 for c in chunks)
+    assert pipeline.first_chunk_s is not None
+    assert chunks[0].estimate_s is not None and chunks[0].estimate_s <= pipeline.first_chunk_s
+    assert all(c.estimate_s is not None and c.estimate_s <= pipeline.chunk_target_s for c in chunks)
     assert " ".join(c.text for c in chunks) == text
 
 
-def test_rolling_continuity_uses_the_previous_generation(pipeline: BarkPipeline) -> None:
+def test_rolling_continuity_uses_the_previous_generation(
+    pipeline: BarkPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     text = "First sentence here. " + "x " * 100 + "Second sentence."
     voice = pipeline.voices.get("v2/en_speaker_6")
     fixed = GenerationParams.greedy(max_duration_s=0.5)
@@ -97,6 +101,8 @@ def test_rolling_continuity_uses_the_previous_generation(pipeline: BarkPipeline)
     assert len(a) == len(b) >= 2
     np.testing.assert_array_equal(a[0].fine, b[0].fine)  # the same first chunk
     # the second chunk of `rolling` equals a fresh run whose voice is chunk 1's generation
+    # (its text planned as one chunk: no short first chunk)
+    monkeypatch.setattr(pipeline, "first_chunk_s", None)
     [expected] = list(pipeline.stream([SynthesisRequest(b[1].text, a[0].as_voice(), fixed)]))
     np.testing.assert_array_equal(b[1].fine, expected.fine)
 
