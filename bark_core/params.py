@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .constants import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ
+from .constants import MAX_SEMANTIC_TOKENS, SEMANTIC_RATE_HZ, semantic_token_cap
 from .errors import InvalidParameterError
 
 # The history prompt of a request's text chunks (see `resolve_continuity` for the default):
@@ -93,10 +93,11 @@ class GenerationParams:
 
     @property
     def max_semantic_tokens(self) -> int:
-        """The semantic-token cap per text chunk: round(max_duration_s * 49.9), at most 768."""
+        """The semantic-token cap per text chunk: where bark 0.1.5 stops for max_duration_s
+        (the first count whose summed 1/49.9 s exceeds it), at most 768."""
         if self.max_duration_s is None:
             return MAX_SEMANTIC_TOKENS
-        return semantic_tokens_for(self.max_duration_s)
+        return semantic_token_cap(self.max_duration_s)
 
     @classmethod
     def greedy(cls, **overrides: object) -> GenerationParams:

@@ -25,10 +25,19 @@ import torch
 
 from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
-from .constants import MAX_TEXT_TOKENS, SAMPLE_RATE, TEXT_ENCODING_OFFSET
+from .constants import MAX_ROWS, MAX_TEXT_TOKENS, ROWS_PER_REQUEST, SAMPLE_RATE, TEXT_ENCODING_OFFSET
 from .errors import InvalidParameterError
 from .longform import Chunk, RequestState, start_chunks
-from .modules import CausalGPT, FineGPT, GPTShape, cpu_has_fast_bf16, pack_linears, quantize_int8
+from .modules import (
+    CausalGPT,
+    FineGPT,
+    GPTShape,
+    PackChoice,
+    PackMode,
+    cpu_has_fast_bf16,
+    pack_cpu_models,
+    quantize_int8,
+)
 from .params import GenerationParams, semantic_tokens_for
 from .planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, PlannedChunk, plan_chunks
 from .scheduler import BATCHED, STAGES, StageQueues
@@ -45,20 +54,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 PRECISIONS = (*DTYPES, "int8", "auto")
 # (stage name, steps done, steps total) -> None; the CLI draws a progress bar from it
 StageProgress = Callable[[str, int, int], None]
-# Rows (text chunks in flight) of one batch, and of one request in it by default: enough for
-# a paragraph's chunks to run at once (a decode step at batch 8 yields ~5x the tokens/s of
-# batch 1 on a CPU, more on a GPU), while fair sharing keeps rows for other requests.
-MAX_ROWS = 64
-ROWS_PER_REQUEST = 8
 M = TypeVar("M", bound=torch.nn.Module)
 
 
 def resolve_precision(device: str, dtype: str) -> str:
-    """`auto`: fp16 on CUDA; on CPU bf16 where it is native (AVX512-BF16, AMX), else fp32."""
+    """`auto`: bf16 on GPUs that have it (sm80+: fp16's range is what overflows in Bark's
+    attention), else fp16; on CPU bf16 where it is native (AVX512-BF16, AMX), else fp32."""
     if dtype != "auto":
         return dtype
     if torch.device(device).type == "cuda":
-        return "float16"
+        return "bfloat16" if torch.cuda.get_device_capability(device)[0] >= 8 else "float16"
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
@@ -77,33 +82,34 @@ def check_precision(device: str, dtype: str) -> None:
         raise InvalidParameterError("int8 is a CPU mode; use float16 or bfloat16 on CUDA", param="dtype")
 
 
-def _build_gpts(
-    bark: Any, device: str, dtype: str, offload: bool, pack: bool
-) -> tuple[CausalGPT, CausalGPT, FineGPT]:
+def _build_gpts(bark: Any, device: str, dtype: str, offload: bool) -> tuple[CausalGPT, CausalGPT, FineGPT]:
     """Our three GPTs holding transformers' BarkModel weights, in `dtype` (int8: quantized),
     on `device` (on the CPU with offload: the stages rest there between uses)."""
     torch_dtype = DTYPES.get(dtype, torch.float32)  # int8 quantizes fp32 weights
     home = "cpu" if offload else device
 
-    def build(module: M, source: torch.nn.Module, pack_head: bool = False) -> M:
+    def build(module: M, source: torch.nn.Module) -> M:
         module.load_state_dict(submodel_state(source), strict=True, assign=True)
         module.to(device=home, dtype=torch_dtype).eval()
         if dtype == "int8":
             quantize_int8(module)
-        elif pack and dtype == "float32" and home == "cpu" and device == "cpu":
-            pack_linears(module, head=pack_head)  # type: ignore[arg-type]
         return module
 
     config = bark.config
     fine_cfg = config.fine_acoustics_config
     return (
-        build(CausalGPT(GPTShape.from_config(config.semantic_config)), bark.semantic, pack_head=True),
+        build(CausalGPT(GPTShape.from_config(config.semantic_config)), bark.semantic),
         build(CausalGPT(GPTShape.from_config(config.coarse_acoustics_config)), bark.coarse_acoustics),
         build(
             FineGPT(GPTShape.from_config(fine_cfg), fine_cfg.n_codes_total, fine_cfg.n_codes_given),
             bark.fine_acoustics,
         ),
     )
+
+
+def _pack(pack: bool | PackMode, semantic: CausalGPT, coarse: CausalGPT, fine: FineGPT) -> PackChoice:
+    mode: PackMode = ("on" if pack else "off") if isinstance(pack, bool) else pack
+    return pack_cpu_models(mode, semantic, coarse, fine)
 
 
 def _controls(chunks: list[Chunk], temp_of: Callable[[GenerationParams], float]) -> list[stages.RowControl]:
@@ -158,18 +164,22 @@ class BarkPipeline:
         device: str = "cpu",
         dtype: str = "float32",
         offload: bool = False,
-        pack: bool = True,
+        pack: bool | PackMode = True,
     ) -> BarkPipeline:
         """Load a hub id or checkpoint directory onto `device` in `dtype` (EnCodec stays fp32).
 
-        `pack`: on CPU in fp32, the GPTs' linear layers use oneDNN-packed weights
-        (modules.PackedLinear); False keeps aten's plain linears."""
+        `pack`: on CPU in fp32, whether the GPTs' linear layers use oneDNN-packed weights
+        (modules.PackedLinear): "on" (True), "off" (False), or "auto": measured here, at load,
+        packed only where it is faster on this CPU (the choice is logged with its figures)."""
         check_precision(device, dtype)
         dtype = resolve_precision(device, dtype)
         root = resolve_checkpoint(model, revision)
         ckpt = load_checkpoint(root)
         bark = ckpt.bark
-        semantic, coarse, fine = _build_gpts(bark, device, dtype, offload, pack)
+        semantic, coarse, fine = _build_gpts(bark, device, dtype, offload)
+        if device == "cpu" and dtype == "float32":
+            choice = _pack(pack, semantic, coarse, fine)
+            log.info("cpu linears: %s", choice.describe())
         codec: torch.nn.Module = bark.codec_model.to("cpu" if offload else device).eval()
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)

@@ -65,8 +65,11 @@ class GenerationFields(Strict):
     max_duration_s: float | None = Field(
         DEFAULTS.max_duration_s, gt=0.0, le=60.0, description="Cap on the audio of each text chunk, seconds."
     )
-    continuity: Continuity = Field(
-        DEFAULTS.continuity, description="History prompt across text chunks: the preset, or the last chunk."
+    continuity: Continuity | None = Field(
+        DEFAULTS.continuity,
+        description="History prompt of the text chunks: fixed (the preset for every chunk), anchor "
+        "(chunk 0's generation for every later chunk), rolling (the chunk before); null: fixed with "
+        "a voice, anchor without one.",
     )
 
     def generation_params(self) -> dict[str, Any]:
@@ -135,6 +138,10 @@ class ChunkEvent(BaseModel):
     samples: int
     text: str
     n_chunks: int | None = None
+    estimate_s: float | None = Field(
+        default=None, description="The planner's estimate of its spoken duration."
+    )
+    duration_s: float = Field(default=0.0, description="Its audio, seconds (the pause before it included).")
 
 
 class DoneEvent(BaseModel):

@@ -115,8 +115,10 @@ class JobRun:
         return self.samples / SAMPLE_RATE
 
 
-def build_params(fields: dict[str, Any], server_cap: float | None) -> dict[str, Any]:
-    """Validate through bark_core (one source of truth) and apply the server's duration cap."""
+def build_params(fields: dict[str, Any], server_cap: float | None, pause_s: float) -> dict[str, Any]:
+    """Validate through bark_core (one source of truth), with the server's pause between chunks
+    and its duration cap."""
+    fields = {**fields, "chunk_pause_s": pause_s}
     if server_cap is not None:
         asked = fields.get("max_duration_s")
         fields = {**fields, "max_duration_s": min(asked, server_cap) if asked else server_cap}
@@ -139,7 +141,7 @@ async def submit(
     """Validate, pin voice version and seed, and queue. Raises before anything is sent."""
     if state.drain.draining:
         raise state.queue.unavailable("this server is shutting down; retry")
-    params = build_params(params, state.settings.max_duration_s)
+    params = build_params(params, state.settings.max_duration_s, state.settings.chunk_pause_s)
     voice = voice or state.settings.default_voice
     try:
         etag = await state.voices.etag(voice) if voice else None

@@ -13,8 +13,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bark_core.constants import ROWS_PER_REQUEST
+from bark_core.params import DEFAULT_CHUNK_PAUSE_S, MAX_CHUNK_PAUSE_S
+from bark_core.planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, MIN_TARGET_S
+
 Device = Literal["cpu", "cuda", "auto"]
 Dtype = Literal["float32", "float16", "bfloat16", "int8", "auto"]
+PackMode = Literal["on", "off", "auto"]  # bark_core.modules.PackMode (which imports torch)
 CsvList = Annotated[list[str], NoDecode]
 WORKER_STOP_MARGIN_S = 15.0
 # What the example secrets in deploy/ hold: a key containing it is refused at start, so an
@@ -87,6 +92,40 @@ class Settings(BaseSettings):
     )
     default_voice: str | None = Field(
         None, description="Preset used when a request names no voice (unset: no history prompt)."
+    )
+    cpu_packing: PackMode = Field(
+        "auto",
+        description="CPU float32 only: oneDNN-packed linear weights. auto: timed against plain ones "
+        "at load, on this CPU, and packed only where faster (logged with the figures); on; off.",
+    )
+
+    # --- long text (workers) --------------------------------------------------------------
+    rows_per_request: int = Field(
+        ROWS_PER_REQUEST,
+        ge=1,
+        le=64,
+        description="Most text chunks of one request generated at once as batch rows, where they "
+        "do not depend on each other (fixed, anchor after chunk 0). 1: one chunk at a time.",
+    )
+    chunk_target_s: float = Field(
+        DEFAULT_TARGET_S,
+        ge=MIN_TARGET_S,
+        le=14.0,
+        description="Longest estimated spoken duration of one text chunk, seconds (Bark's window "
+        "holds about 13 s).",
+    )
+    first_chunk_s: float = Field(
+        DEFAULT_FIRST_CHUNK_S,
+        ge=0.0,
+        le=14.0,
+        description="Longest estimated duration of a request's first chunk, so audio starts early; "
+        "0 turns the short first chunk off.",
+    )
+    chunk_pause_s: float = Field(
+        DEFAULT_CHUNK_PAUSE_S,
+        ge=0.0,
+        le=MAX_CHUNK_PAUSE_S,
+        description="Silence between a request's text chunks, seconds.",
     )
 
     # --- HTTP ---------------------------------------------------------------------------

@@ -77,6 +77,9 @@ class Chunk:
     n_chunks: int = 1
     stage_seconds: dict[str, float] = field(default_factory=dict)  # worker time per stage
     stage_batch: dict[str, int] = field(default_factory=dict)  # rows in each stage's run
+    estimate_s: float | None = None  # the planner's estimate of the text's spoken duration
+    duration_s: float = 0.0  # of the audio sent, the pause before it included
+    pause_s: float = 0.0  # the silence that opens it (every chunk after the first)
 
 
 @dataclass(frozen=True)

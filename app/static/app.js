@@ -69,7 +69,7 @@
   const FIELD_NAMES = {
     text: "Text", voice: "Voice", seed: "Seed", text_temp: "Text temperature",
     waveform_temp: "Waveform temperature", max_duration_s: "Max seconds per sentence",
-    min_eos_p: "Stop probability", continuity: "Voice across sentences",
+    min_eos_p: "Stop probability", continuity: "Voice across chunks",
   };
 
   function describeError(err) {
@@ -431,7 +431,7 @@
       seed: num("seed"),
       text_temp: Number($("text_temp").value),
       waveform_temp: Number($("waveform_temp").value),
-      continuity: $("continuity").value,
+      continuity: $("continuity").value || null,
     };
     const eos = num("min_eos_p");
     if (eos !== null) body.min_eos_p = eos;
@@ -554,6 +554,13 @@
         j.nChunks = event.n_chunks ?? j.nChunks;
         const li = document.createElement("li");
         li.textContent = event.text || `chunk ${event.seq}`;
+        if (event.duration_s) {
+          const estimate = event.estimate_s == null ? "" : `estimated ${event.estimate_s.toFixed(1)} s, `;
+          const timing = document.createElement("small");
+          timing.className = "chunk-timing";
+          timing.textContent = ` (${estimate}got ${event.duration_s.toFixed(1)} s)`;
+          li.append(timing);
+        }
         chunkList.append(li);
         break;
       }

@@ -19,6 +19,7 @@ from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import BarkError
 from bark_core.params import GenerationParams
 from bark_core.types import AudioChunk, SynthesisRequest
+from bark_core.voices import language_of
 
 from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed, ServiceError, from_core
 from ..queue.connection import REDIS_DOWN
@@ -40,6 +41,7 @@ class Pipeline(Protocol):
         *,
         admit: Callable[[int], Sequence[SynthesisRequest]] | None = None,
         max_rows: int = 64,
+        rows_per_request: int = 1,
     ) -> Iterator[AudioChunk]: ...
 
 
@@ -90,8 +92,10 @@ class BatchRunner:
         active: ActiveJobs,
         worker_id: str,
         faults: Faults | None = None,
+        rows_per_request: int = 1,
     ) -> None:
         self.pipe = pipe
+        self.rows_per_request = rows_per_request
         self.consumer = consumer
         self.voices = voices
         self.active = active
@@ -124,7 +128,12 @@ class BatchRunner:
             return None
         active = self.active.add(delivery)
         request = SynthesisRequest(
-            text=job.text, voice=voice, params=params, seed=job.seed, should_cancel=active.should_cancel
+            text=job.text,
+            voice=voice,
+            params=params,
+            seed=job.seed,
+            should_cancel=active.should_cancel,
+            language=language_of(job.voice) if job.voice else None,
         )
         self.consumer.emit(job.id, Started(self.worker_id, delivery.deliveries, batch))
         log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
@@ -162,7 +171,11 @@ class BatchRunner:
         for row in rows:
             self.faults.on_generate(row.delivery)
         joining = admit if more is not None else None
-        for chunk in self.pipe.stream([row.request for row in rows], admit=joining, max_rows=max_rows):
+        requests = [row.request for row in rows]
+        chunks = self.pipe.stream(
+            requests, admit=joining, max_rows=max_rows, rows_per_request=self.rows_per_request
+        )
+        for chunk in chunks:
             if not rows[chunk.request_index].finished:  # settled early: nothing more
                 self._on_chunk(rows[chunk.request_index], chunk)
             self._settle_dropped(rows)
@@ -203,8 +216,17 @@ class BatchRunner:
         pcm = to_pcm16(chunk.audio)
         row.samples += pcm16_samples(pcm)
         row.chunks += 1
-        seconds = {k: round(v, 6) for k, v in chunk.stage_seconds.items()}
-        event = Chunk(chunk.chunk_index, pcm, chunk.text, chunk.n_chunks, seconds, dict(chunk.stage_batch))
+        event = Chunk(
+            chunk.chunk_index,
+            pcm,
+            chunk.text,
+            chunk.n_chunks,
+            {k: round(v, 6) for k, v in chunk.stage_seconds.items()},
+            dict(chunk.stage_batch),
+            estimate_s=None if chunk.estimate_s is None else round(chunk.estimate_s, 3),
+            duration_s=round(chunk.duration_s, 4),
+            pause_s=round(chunk.pause_s, 4),
+        )
         self.consumer.emit(row.job_id, event)
         if chunk.is_last:
             self._settle(row, self._done(row))

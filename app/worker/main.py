@@ -86,7 +86,10 @@ def load_pipeline(settings: Settings, heartbeat: Heartbeat) -> BarkPipeline:
         device=device,
         dtype=settings.dtype,
         offload=settings.offload,
+        pack=settings.cpu_packing,
     )
+    pipe.chunk_target_s = settings.chunk_target_s
+    pipe.first_chunk_s = settings.first_chunk_s or None
     if pipe.is_random_demo:
         log.warning(random_weights_warning(pipe.model_name).upper())
     # `auto` is resolved by the pipeline: publish what it chose
@@ -109,8 +112,15 @@ def build_worker(
     )
     voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
     active = ActiveJobs()
+    faults = Faults(settings.fault_injection)
     runner = BatchRunner(
-        pipe, consumer, voices, active, heartbeat.worker_id, Faults(settings.fault_injection)
+        pipe,
+        consumer,
+        voices,
+        active,
+        heartbeat.worker_id,
+        faults,
+        rows_per_request=settings.rows_per_request,
     )
     return Worker(
         consumer,

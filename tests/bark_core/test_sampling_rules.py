@@ -34,11 +34,6 @@ def test_semantic_token_cap_is_the_first_count_over_the_duration() -> None:
     assert semantic_token_cap(1e4) == MAX_SEMANTIC_TOKENS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bark_core/params.py (another owner) still rounds d * 49.9; its max_semantic_tokens "
-    "must return semantic_token_cap(self.max_duration_s). Remove this marker with that change.",
-)
 def test_generation_params_cap_is_the_originals() -> None:
     for d in np.round(np.arange(0.05, 4.0001, 0.05), 2):
         assert GenerationParams(max_duration_s=float(d)).max_semantic_tokens == semantic_token_cap(float(d))

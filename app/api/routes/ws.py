@@ -168,7 +168,12 @@ async def _send_event(ws: WebSocket, run: JobRun, event: Event) -> None:
         await ws.send_text(StartedEvent(worker=event.worker, batch=event.batch).model_dump_json())
     elif isinstance(event, Chunk):
         chunk = ChunkEvent(
-            seq=event.seq, samples=pcm16_samples(event.pcm), text=event.text, n_chunks=event.n_chunks
+            seq=event.seq,
+            samples=pcm16_samples(event.pcm),
+            text=event.text,
+            n_chunks=event.n_chunks,
+            estimate_s=event.estimate_s,
+            duration_s=event.duration_s,
         )
         await ws.send_text(chunk.model_dump_json())
         await ws.send_bytes(event.pcm)
