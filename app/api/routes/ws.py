@@ -58,6 +58,7 @@ def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
 
 async def _deny(ws: WebSocket, err: ServiceError) -> None:
     """Refuse the handshake with an HTTP error body where the server can, else close 1008."""
+    log.info("websocket refused: %s", err.message, extra={"reason": err.type, "param": err.param})
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(JSONResponse(error_body(err), status_code=status_of(err)))
     else:
@@ -87,6 +88,17 @@ class _TooBig(Exception):
     pass
 
 
+async def _first_text(ws: WebSocket) -> str:
+    """The first message, which must be a text frame (a binary one is a 4422, not a crash)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise InvalidRequest("the first message must be a JSON text frame, not binary", param="message")
+    return str(text)
+
+
 @router.websocket("/ws/synthesize")
 async def ws_synthesize(ws: WebSocket) -> None:
     state: AppState = ws.app.state.bark
@@ -94,12 +106,12 @@ async def ws_synthesize(ws: WebSocket) -> None:
     if not origin_allowed(ws, settings.ws_origins):
         await _deny(ws, Forbidden("websocket Origin not allowed", param="origin"))
         return
-    if not key_is_valid(settings.api_keys, presented_key(ws)):
+    if not key_is_valid(settings.all_keys, presented_key(ws)):
         await _deny(ws, Unauthorized("missing or invalid API key"))
         return
     await ws.accept()
     try:
-        raw = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
+        raw = await asyncio.wait_for(_first_text(ws), FIRST_MESSAGE_TIMEOUT_S)
         body = _parse_first(raw, settings.max_ws_message_bytes)
         request_id = request_id_of(ws)
         run = await submit(
