@@ -214,6 +214,7 @@ class EdgeChecks:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.max_headers = settings.max_header_count
+        self.max_head_bytes = settings.max_header_bytes
         hosts = settings.allowed_hosts or (["*"] if settings.all_keys else list(LOOPBACK_HOSTS))
         self.any_host = "*" in hosts
         self.hosts = frozenset(h.lower() for h in hosts)
@@ -225,6 +226,12 @@ class EdgeChecks:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if len(headers) > self.max_headers:
             err: ServiceError = BadRequest(f"more than {self.max_headers} request headers")
+            await self._refuse(scope, send, err, 431)
+            return
+        # h11 bounds a head that arrives in pieces; one that came whole is measured here
+        head = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
+        if head + sum(len(k) + len(v) + 4 for k, v in headers) > self.max_head_bytes:
+            err = BadRequest(f"request head exceeds {self.max_head_bytes} bytes")
             await self._refuse(scope, send, err, 431)
             return
         if not self.any_host and scope["path"] not in PROBE_PATHS and not self._host_ok(headers):

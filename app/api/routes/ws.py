@@ -77,7 +77,13 @@ def _parse_first(raw: str, limit: int) -> SynthesizeRequest:
     if len(raw.encode()) > limit:
         raise _TooBig()
     try:
-        return SynthesizeRequest.model_validate_json(raw)
+        # Parsed as the HTTP routes parse a body (stdlib JSON, then the model), so every route
+        # takes and refuses the same texts with the same messages.
+        message = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest("message is not valid JSON") from exc
+    try:
+        return SynthesizeRequest.model_validate(message)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first.get("loc", ())) or None
