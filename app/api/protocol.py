@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -18,9 +19,23 @@ MAX_SEED = 2**32 - 1
 # validator accepts (fuzzers and clients rely on it). `_WS` is Python's str.strip() whitespace
 # (str.isspace), written out: JSON Schema's own \s is a different set.
 _WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# Characters with nothing to speak: controls (NUL...), zero-width and bidi marks, BOM, soft
-# hyphen. Text must hold at least one character outside these and _WS (the lookahead).
-_SILENT = r"\x00-\x1f\x7f-\x9f\xad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+
+
+def _silent_class() -> str:
+    """Characters with nothing to speak: Unicode's controls (Cc: NUL...) and format characters
+    (Cf: zero-width and bidi marks, BOM, soft hyphen), in the BMP (JSON Schema patterns are
+    UTF-16), as a regex class body. Text must hold one character outside these and _WS."""
+    silent = [c for c in range(0x10000) if unicodedata.category(chr(c)) in ("Cc", "Cf")]
+    ranges: list[list[int]] = []
+    for c in silent:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "".join(f"\\u{a:04x}" + (f"-\\u{b:04x}" if b > a else "") for a, b in ranges)
+
+
+_SILENT = _silent_class()
 TEXT_PATTERN = (
     rf"^(?=[\s\S]*[^{_WS}{_SILENT}])"
     rf"[{_WS}]*[^{_WS}](?:[\s\S]{{0,{MAX_TEXT_CHARS - 2}}}[^{_WS}])?[{_WS}]*$"

@@ -82,7 +82,9 @@ def parse_preset(data: bytes) -> VoicePreset:
             names = sorted(archive.namelist())
     except Exception as exc:  # BadZipFile, and whatever a forged directory raises
         raise InvalidRequest("file is not an .npz (zip) archive", param="file") from exc
-    if names != _MEMBERS:
+    # Duplicates and strangers are refused here, before any member is read (11,236 copies
+    # of one member took seconds to parse); a missing member is named by bark_core below.
+    if len(names) != len(set(names)) or not set(names) <= set(_MEMBERS):
         raise InvalidRequest(
             f"an .npz preset holds exactly {', '.join(_MEMBERS)}, once each ({len(names)} members given)",
             param="file",

@@ -17,6 +17,7 @@ from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -73,3 +74,14 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[Guar
         (GuardedH11Protocol,),
         {"header_timeout_s": header_timeout_s, "max_connections": max_connections},
     )
+
+
+class DenialAwareWSProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol, minus one false ERROR: after a handshake refused with an
+    HTTP response (our 401/403 body) it still logs "ASGI callable returned without completing
+    handshake" for every refusal. The refusal is logged once, at INFO, by the route."""
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            self.handshake_complete = True

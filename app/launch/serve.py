@@ -26,7 +26,7 @@ from ..core.logs import configure_logging
 from ..core.model_choice import choose
 from ..core.settings import Settings
 from .embedded_redis import EmbeddedRedis
-from .http_protocol import guarded_protocol
+from .http_protocol import DenialAwareWSProtocol, guarded_protocol
 from .supervisor import WorkerPool
 
 log = logging.getLogger("bark.serve")
@@ -64,6 +64,7 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         # One more than the connection cap: requests on every accepted connection are served;
         # the bound on tasks (websockets and streams included) is the same.
         limit_concurrency=settings.max_connections + 1,
+        ws=DenialAwareWSProtocol,
         ws_max_size=settings.max_ws_message_bytes,
         ws_ping_interval=20.0,
         # Audio frames are PCM noise to zlib: deflate saved ~1% of a 96 KB frame and cost

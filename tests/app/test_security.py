@@ -365,10 +365,12 @@ def test_an_archive_holds_exactly_the_three_members_once_each(make_api):
 
     names = sorted(members)
     with httpx.Client(base_url=server.url, timeout=10) as c, pytest.warns(UserWarning):  # zipfile: dup
-        for bad in ([*names, "fine_prompt.npy"], names[:2], [*names, "extra.npy"]):
+        for bad in ([*names, "fine_prompt.npy"], [*names, "extra.npy"]):
             r = _upload(c, "m", None, body=archive(bad))
             assert r.status_code == 422 and r.json()["error"]["param"] == "file", r.text
             assert "exactly" in r.json()["error"]["message"]
+        r = _upload(c, "m", None, body=archive(names[:2]))
+        assert r.status_code == 422 and r.json()["error"]["message"] == "preset lacks semantic_prompt"
 
 
 def test_a_malformed_npy_header_is_422_in_our_words(make_api):
