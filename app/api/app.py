@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from ..core.settings import Settings
 from ..queue.connection import REDIS_DOWN
 from . import errors
-from .middleware import BodyLimit, RequestContext
+from .middleware import ApiKeyGate, BodyLimit, EdgeChecks, HeadAsGet, RequestContext
 from .openai import route as openai_route
 from .routes import docs, health, synthesize, voices, ws
 from .state import AppState
@@ -61,10 +61,15 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
         app.include_router(router)
     _install_static(app, settings)
 
-    # Outermost first in the request path: request id -> CORS -> body limit -> app.
+    # Outermost first in the request path: request id -> HEAD as GET -> header count and Host
+    # -> CORS -> key check -> body limit -> app. Nothing before the key check reads the body.
     app.add_middleware(
-        BodyLimit, default_limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes
+        BodyLimit,
+        default_limit=settings.max_body_bytes,
+        upload_limit=settings.max_upload_bytes,
+        timeout_s=settings.body_timeout_s,
     )
+    app.add_middleware(ApiKeyGate, keys=settings.all_keys)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -73,6 +78,8 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
             allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
             expose_headers=["x-request-id", "x-bark-seed", "x-bark-job-id"],
         )
+    app.add_middleware(EdgeChecks, settings=settings)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestContext, metrics=state.metrics)
     return app
 

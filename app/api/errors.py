@@ -23,6 +23,7 @@ from ..core.errors import (
     DeadlineExceeded,
     Forbidden,
     GenerationFailed,
+    HeadersTooLarge,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
@@ -30,6 +31,7 @@ from ..core.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    RequestTimeout,
     ServiceError,
     Unauthorized,
     Unavailable,
@@ -46,8 +48,10 @@ STATUS: dict[type[ServiceError], int] = {
     UnknownVoice: 404,
     ModelNotFound: 404,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     Conflict: 409,
     PayloadTooLarge: 413,
+    HeadersTooLarge: 431,
     InvalidRequest: 422,
     QueueFull: 429,
     # nginx's "client closed request": only ever seen in logs and websocket close codes
@@ -133,6 +137,16 @@ def install(app: FastAPI) -> None:
             log.warning("redis unavailable: %s", exc)
             retry = request.app.state.bark.settings.retry_after_s
             return error_response(Unavailable("queue unavailable; retry later", retry_after_s=retry))
+
+    @app.exception_handler(redis.ResponseError)
+    async def _redis_refused(request: Request, exc: redis.ResponseError) -> JSONResponse:
+        if not str(exc).startswith("OOM"):
+            log.exception("redis refused a command")
+            return error_response(InternalError("internal server error"))
+        # at maxmemory (noeviction) Redis refuses writes: an overload, not a bug
+        log.warning("redis is out of memory: %s", exc)
+        retry = request.app.state.bark.settings.retry_after_s
+        return error_response(Unavailable("storage is full; retry later", retry_after_s=retry))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -17,7 +19,32 @@ MAX_SEED = 2**32 - 1
 # validator accepts (fuzzers and clients rely on it). `_WS` is Python's str.strip() whitespace
 # (str.isspace), written out: JSON Schema's own \s is a different set.
 _WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-TEXT_PATTERN = rf"^[{_WS}]*[^{_WS}](?:[\s\S]{{0,{MAX_TEXT_CHARS - 2}}}[^{_WS}])?[{_WS}]*$"
+
+
+def _silent_class() -> str:
+    """Characters with nothing to speak: Unicode's controls (Cc: NUL...) and format characters
+    (Cf: zero-width and bidi marks, BOM, soft hyphen), in the BMP (JSON Schema patterns are
+    UTF-16), as a regex class body. Text must hold one character outside these and _WS."""
+    silent = [c for c in range(0x10000) if unicodedata.category(chr(c)) in ("Cc", "Cf")]
+    ranges: list[list[int]] = []
+    for c in silent:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "".join(f"\\u{a:04x}" + (f"-\\u{b:04x}" if b > a else "") for a, b in ranges)
+
+
+_SILENT = _silent_class()
+TEXT_PATTERN = (
+    rf"^(?=[\s\S]*[^{_WS}{_SILENT}])"
+    rf"[{_WS}]*[^{_WS}](?:[\s\S]{{0,{MAX_TEXT_CHARS - 2}}}[^{_WS}])?[{_WS}]*$"
+)
+_SPEAKABLE = re.compile(f"[^{_WS}{_SILENT}]")
+# Lone surrogates: stdlib JSON decodes "\ud800" into one; no tokenizer can encode it. (Not
+# in TEXT_PATTERN: JSON Schema patterns see UTF-16 code units, where emoji are surrogates.)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_VOICE_CHARS = 128  # preset ids are 64 at most; built-ins ('v2/en_speaker_6') shorter
 
 
 class Strict(BaseModel):
@@ -27,12 +54,17 @@ class Strict(BaseModel):
 
 
 def _check_text(value: str) -> str:
-    """1..4096 characters after stripping surrounding whitespace."""
+    """1..4096 characters after stripping surrounding whitespace, something speakable among
+    them, and no lone surrogate. The one text rule of every route (HTTP, OpenAI, websocket)."""
     value = value.strip()
     if not value:
         raise ValueError("must not be empty or whitespace only")
     if len(value) > MAX_TEXT_CHARS:
         raise ValueError(f"must be at most {MAX_TEXT_CHARS} characters, got {len(value)}")
+    if _SURROGATE.search(value):
+        raise ValueError("must be valid Unicode (a lone surrogate such as \\ud800 is not)")
+    if not _SPEAKABLE.search(value):
+        raise ValueError("must hold something speakable, not only control or zero-width characters")
     return value
 
 
@@ -89,7 +121,9 @@ class SynthesizeRequest(GenerationFields):
     text: str = Field(
         ..., description="Text to speak, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
     )
-    voice: str | None = Field(None, description="Preset id (GET /voices); null = default.")
+    voice: str | None = Field(
+        None, max_length=MAX_VOICE_CHARS, description="Preset id (GET /voices); null = default."
+    )
     format: AudioFormat = Field("wav", description="Audio container/codec.")
     stream: bool = Field(False, description="Chunked transfer as each sentence is decoded.")
 
@@ -106,7 +140,7 @@ class SpeechRequest(Strict):
     input: str = Field(
         ..., description="Text, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
     )
-    voice: str = Field(..., min_length=1, max_length=128)
+    voice: str = Field(..., min_length=1, max_length=MAX_VOICE_CHARS)
     response_format: OpenAIFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
@@ -211,10 +245,22 @@ class VoiceOut(BaseModel):
     source: Literal["builtin", "uploaded"]
 
 
+MAX_VOICE_PAGE = 1000
+
+
 class VoiceList(BaseModel):
     object: Literal["list"] = "list"
     model: str | None = Field(description="Model the workers serve (null: no worker yet).")
     demo: bool = Field(description="True when the model is the built-in random checkpoint.")
     warning: str | None = None
-    data: list[VoiceOut]
+    data: list[VoiceOut] = Field(description="This page of presets, by id (built-in and uploaded).")
+    has_more: bool = Field(False, description="More presets follow: ask again with after=next_after.")
+    next_after: str | None = Field(None, description="The `after` of the next page (null: last page).")
+    by_language: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Built-in preset ids by language code, then 'v1'/'v2' (all of them, every page).",
+    )
+    other: list[str] = Field(
+        default_factory=list, description="Built-in presets of no language (e.g. 'announcer')."
+    )
     openai_voices: dict[str, str] = Field(description="OpenAI voice name -> preset id.")

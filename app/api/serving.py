@@ -21,6 +21,7 @@ from ..core.errors import Cancelled, InvalidRequest, ServiceError, from_type
 from ..queue.connection import REDIS_DOWN
 from ..queue.producer import ClientGone
 from ..queue.wire import Chunk, Done, Event, Failed, Job, Started
+from .budget import check_audio_budget
 from .protocol import MAX_SEED
 from .state import AppState
 
@@ -137,11 +138,13 @@ async def submit(
     params: dict[str, Any],
     seed: int | None,
     request_id: str,
+    speed: float = 1.0,
 ) -> JobRun:
     """Validate, pin voice version and seed, and queue. Raises before anything is sent."""
     if state.drain.draining:
         raise state.queue.unavailable("this server is shutting down; retry")
     params = build_params(params, state.settings.max_duration_s, state.settings.chunk_pause_s)
+    check_audio_budget(text, params.get("max_duration_s"), speed, state.settings.max_request_audio_s)
     voice = voice or state.settings.default_voice
     try:
         etag = await state.voices.etag(voice) if voice else None

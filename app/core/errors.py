@@ -66,6 +66,16 @@ class PayloadTooLarge(ServiceError):
     type = "payload_too_large"
 
 
+class RequestTimeout(ServiceError):
+    """A request body that did not arrive in time (the routes never see a slow body)."""
+
+    type = "request_timeout"
+
+
+class HeadersTooLarge(ServiceError):
+    type = "request_header_fields_too_large"
+
+
 class QueueFull(ServiceError):
     type = "queue_full"
 

@@ -233,3 +233,70 @@ class Settings(BaseSettings):
                 f"api_keys holds the example placeholder ({PLACEHOLDER_KEY!r}): set real, random keys"
             )
         return self
+
+    # --- security (issue 18) ----------------------------------------------------------------
+    admin_keys: CsvList = Field(
+        default_factory=list,
+        description="Comma-separated admin keys: accepted wherever an API key is, and may "
+        "overwrite or delete any uploaded voice (other keys only their own).",
+    )
+    allowed_hosts: CsvList = Field(
+        default_factory=list,
+        description="Host header names the API answers (port ignored; '*' for any; /healthz "
+        "and /readyz answer any). Empty: loopback names only when no keys are set (DNS "
+        "rebinding), any host when keys are set. Behind a proxy: the names clients use.",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request head (request line and all headers), bytes (400 above).",
+    )
+    max_header_count: int = Field(100, ge=8, le=10_000, description="Most request headers (431 above).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a connection may take to send a whole request head."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a request may take to send its body (408)."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="Seconds an idle keep-alive connection is kept open.")
+    max_connections: int = Field(
+        512, ge=1, description="Open HTTP connections above which new ones are closed at once."
+    )
+    max_request_audio_s: float = Field(
+        300.0,
+        gt=0,
+        description="Most audio seconds one request may produce, as estimated from its text, "
+        "max_duration_s and speed (422 above).",
+    )
+    voice_max_per_key: int = Field(50, ge=0, description="Uploaded presets one API key may hold.")
+    voice_max_bytes_per_key: int = Field(
+        4 * 1024 * 1024, ge=0, description="Stored bytes of the presets one API key may hold."
+    )
+    voice_max_total: int = Field(1000, ge=0, description="Uploaded presets in all.")
+    voice_max_total_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Stored bytes of all uploaded presets."
+    )
+    redis_maxmemory_mb: int = Field(
+        1024,
+        ge=64,
+        description="maxmemory of the embedded Redis, MiB, with noeviction (writes fail, the "
+        "queue is never evicted). Must exceed the voice storage bound twice over.",
+    )
+
+    _split_security = field_validator("admin_keys", "allowed_hosts", mode="before")(_split_csv)
+
+    @property
+    def all_keys(self) -> list[str]:
+        """Every key that authenticates: the API keys and the admin keys."""
+        return [*self.api_keys, *self.admin_keys]
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if self.voice_max_total_bytes * 2 > self.redis_maxmemory_mb * 1024 * 1024:
+            raise ValueError("redis_maxmemory_mb must be at least twice voice_max_total_bytes")
+        if any(not key for key in self.admin_keys):
+            raise ValueError("admin_keys must not contain empty keys")
+        if any(PLACEHOLDER_KEY in key.lower() for key in self.admin_keys):
+            raise ValueError(f"admin_keys holds the example placeholder ({PLACEHOLDER_KEY!r})")
+        return self

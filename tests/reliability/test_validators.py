@@ -10,6 +10,7 @@ import re
 import sys
 import threading
 import tracemalloc
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -202,7 +203,14 @@ texts = st.one_of(
         st.text(st.sampled_from(_WS), max_size=4),
     ),
     st.builds(lambda a, b: a + "\u2028" + b, st.text(max_size=8), st.text(max_size=8)),
+    st.text(alphabet=st.sampled_from(["\x00", "\u200b", "\ufeff", "\u00ad", " ", "a"]), max_size=8),
 )
+
+
+def _speakable(c: str) -> bool:
+    """Not whitespace, and not a BMP control or format character (NUL, zero-width, BOM)."""
+    silent = ord(c) < 0x10000 and unicodedata.category(c) in ("Cc", "Cf")
+    return not (c.isspace() or silent)
 
 
 @settings(max_examples=300, deadline=None)
@@ -217,8 +225,10 @@ def test_accepted_text_is_within_limits_and_the_schema_says_so(text: str) -> Non
             accepted = None
         if accepted is not None:
             assert accepted == stripped and 1 <= len(accepted) <= MAX_TEXT_CHARS
+            assert any(_speakable(c) for c in accepted), repr(accepted)
         else:
-            assert not stripped or len(stripped) > MAX_TEXT_CHARS
+            unspeakable = not any(_speakable(c) for c in stripped)
+            assert not stripped or len(stripped) > MAX_TEXT_CHARS or unspeakable
         # The JSON Schema pattern published in /openapi.json agrees with the validator.
         assert (re.search(TEXT_PATTERN, text) is not None) == (accepted is not None), repr(text)
 

@@ -45,6 +45,7 @@ async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Resp
         params={},
         seed=None,
         request_id=request_id_of(request),
+        speed=body.speed,
     )
     # Bark has no rate control: speed is a pitch-preserving time stretch of its output.
     tempo = None if body.speed == 1.0 else partial(change_tempo, speed=body.speed)

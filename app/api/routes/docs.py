@@ -6,6 +6,8 @@ FastAPI's built-in ones take no dependencies. With keys set, open the docs as
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -16,8 +18,10 @@ router = APIRouter(dependencies=[Authorized], include_in_schema=False)
 
 
 def _schema_url(request: Request) -> str:
+    """The schema's URL, carrying the caller's ?api_key= (already checked) and nothing else of
+    the query, percent-encoded: safe in the page's script and attributes alike."""
     key = request.query_params.get("api_key")
-    return "/openapi.json" + (f"?{request.url.query}" if key else "")
+    return "/openapi.json" + (f"?api_key={quote(key, safe='')}" if key else "")
 
 
 @router.get("/openapi.json")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ...core.model_choice import random_weights_warning
 from ...queue.connection import REDIS_DOWN
-from ..deps import Authorized, StateDep
+from ..deps import Authorized, StateDep, key_is_valid, presented_key
 from ..protocol import error_responses
 
 router = APIRouter(tags=["health"])
@@ -34,7 +34,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses=error_responses(503))
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(state: StateDep, request: Request) -> JSONResponse:
+    """Anyone may ask whether the service is ready; only a caller with a key (when keys are
+    set) learns its model, workers, hosts and pids."""
     if state.drain.draining:
         raise state.queue.unavailable("shutting down: finishing the syntheses in flight")
     try:
@@ -49,6 +51,8 @@ async def readyz(state: StateDep) -> JSONResponse:
         raise state.queue.unavailable(
             f"no worker has its model loaded ({len(workers)} live, {loading} loading)"
         )
+    if not key_is_valid(state.settings.all_keys, presented_key(request)):
+        return JSONResponse({"status": "ready"})
     demo = any(w.is_random_demo for w in ready)
     model = builtin.model or ready[0].model
     body: dict[str, Any] = {

@@ -58,6 +58,7 @@ def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
 
 async def _deny(ws: WebSocket, err: ServiceError) -> None:
     """Refuse the handshake with an HTTP error body where the server can, else close 1008."""
+    log.info("websocket refused: %s", err.message, extra={"reason": err.type, "param": err.param})
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(JSONResponse(error_body(err), status_code=status_of(err)))
     else:
@@ -76,7 +77,13 @@ def _parse_first(raw: str, limit: int) -> SynthesizeRequest:
     if len(raw.encode()) > limit:
         raise _TooBig()
     try:
-        return SynthesizeRequest.model_validate_json(raw)
+        # Parsed as the HTTP routes parse a body (stdlib JSON, then the model), so every route
+        # takes and refuses the same texts with the same messages.
+        message = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest("message is not valid JSON") from exc
+    try:
+        return SynthesizeRequest.model_validate(message)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first.get("loc", ())) or None
@@ -87,6 +94,17 @@ class _TooBig(Exception):
     pass
 
 
+async def _first_text(ws: WebSocket) -> str:
+    """The first message, which must be a text frame (a binary one is a 4422, not a crash)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise InvalidRequest("the first message must be a JSON text frame, not binary", param="message")
+    return str(text)
+
+
 @router.websocket("/ws/synthesize")
 async def ws_synthesize(ws: WebSocket) -> None:
     state: AppState = ws.app.state.bark
@@ -94,12 +112,12 @@ async def ws_synthesize(ws: WebSocket) -> None:
     if not origin_allowed(ws, settings.ws_origins):
         await _deny(ws, Forbidden("websocket Origin not allowed", param="origin"))
         return
-    if not key_is_valid(settings.api_keys, presented_key(ws)):
+    if not key_is_valid(settings.all_keys, presented_key(ws)):
         await _deny(ws, Unauthorized("missing or invalid API key"))
         return
     await ws.accept()
     try:
-        raw = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_TIMEOUT_S)
+        raw = await asyncio.wait_for(_first_text(ws), FIRST_MESSAGE_TIMEOUT_S)
         body = _parse_first(raw, settings.max_ws_message_bytes)
         request_id = request_id_of(ws)
         run = await submit(
