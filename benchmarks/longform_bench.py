@@ -185,7 +185,13 @@ def main(argv: list[str] | None = None) -> None:
         for rows in (1, args.parallel_rows):
             print(f"{key}: rows_per_request={rows or 'default'} ...", flush=True)
             runs.append(run_once(pipe, key, voice, rows, counter))
-            print(f"  {runs[-1]['total_s']:.1f} s, first audio {runs[-1]['first_audio_s']:.1f} s", flush=True)
+            run = runs[-1]
+            print(
+                f"  {run['total_s']:.1f} s, first audio {run['first_audio_s']:.1f} s, "
+                f"{run['chunks']} chunks, {run['audio_s']:.1f} s of audio, rows per semantic run "
+                f"{run['stage_rows']['semantic']}, audio sha256 {run['audio_sha256'][:12]}",
+                flush=True,
+            )
     summary = _summary(runs)
     print(table(summary, COLUMNS))
     for row in summary:
