@@ -8,9 +8,11 @@ from fastapi.responses import Response
 from ...core.errors import InvalidRequest
 from ..audio import STREAMABLE
 from ..deps import Authorized, StateDep
+from ..jobs import ticket_for
 from ..protocol import COMMON_ERRORS, SynthesizeRequest, audio_content, error_responses
 from ..responders import stream_audio, whole_file
 from ..serving import request_id_of, submit
+from . import jobs
 
 router = APIRouter(dependencies=[Authorized], tags=["synthesis"])
 
@@ -35,7 +37,12 @@ async def synthesize(body: SynthesizeRequest, request: Request, state: StateDep)
         params=body.generation_params(),
         seed=body.seed,
         request_id=request_id_of(request),
+        ticket=ticket_for(request, state.settings, "/synthesize", body, attended=True),
     )
     if body.stream:
         return await stream_audio(run, request, body.format)
     return await whole_file(run, request, body.format)
+
+
+# /jobs rides on this router (same key check) until app.py includes it itself.
+router.include_router(jobs.router)
