@@ -52,6 +52,7 @@ class JobRun:
         self.attended = attended
         self.from_seq = from_seq
         self.cancel_requested = False  # the client asked to cancel (not merely left)
+        self.duplicate = False  # an Idempotency-Key named this earlier job: nothing was queued
         # A resumed reader may come after the job's deadline, to read a finished job's output.
         self.follow_deadline = job.deadline
         self.finished = False
@@ -219,7 +220,9 @@ async def submit(
                 param="Idempotency-Key",
             )
         log.info("idempotent retry: the earlier job", extra={"job_id": admitted.job_id})
-        return await attach(state, admitted.job_id, ticket.owner)
+        earlier = await attach(state, admitted.job_id, ticket.owner)
+        earlier.duplicate = True
+        return earlier
     count_submission(state.metrics.registry, label, "admitted")
     extra = {
         "job_id": job.id,

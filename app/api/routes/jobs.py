@@ -16,6 +16,7 @@ from ..jobs import JobStatus, JobSubmit, check_webhook, status_of_record, ticket
 from ..protocol import COMMON_ERRORS, audio_content, error_responses
 from ..responders import stream_audio, whole_file
 from ..serving import attach, find_record, request_id_of, submit
+from ..webhooks import notify_when_done
 
 router = APIRouter(dependencies=[Authorized], tags=["jobs"])
 
@@ -43,6 +44,8 @@ async def create_job(body: JobSubmit, request: Request, state: StateDep) -> JSON
         ticket=ticket,
     )
     await run.close()  # the job runs on; this request only queued it
+    if webhook and not run.duplicate:
+        notify_when_done(state, run.job.id, webhook, run.job.deadline)
     record = await find_record(state, run.job.id, ticket.owner)
     view = status_of_record(record, position=run.position)
     location = f"/jobs/{run.job.id}"
