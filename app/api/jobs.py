@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from fastapi import Header
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
@@ -93,20 +94,28 @@ def fingerprint(route: str, body: BaseModel) -> str:
     return hashlib.sha256(f"{route}\n{body.model_dump_json()}".encode()).hexdigest()[:32]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        description="Retries with the same key get the same job (same id, same audio) for the "
+        "result TTL; the same key with a different body is a 422.",
+    ),
+]
+
+
 def ticket_for(
     conn: HTTPConnection,
     settings: Settings,
     route: str,
     body: BaseModel,
+    idempotency_key: str | None,
     *,
     attended: bool,
     webhook: str = "",
 ) -> Ticket:
-    key = conn.headers.get(IDEMPOTENCY_HEADER.lower(), "")
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise InvalidRequest(
-            f"{IDEMPOTENCY_HEADER} is longer than {MAX_IDEMPOTENCY_KEY}", param=IDEMPOTENCY_HEADER
-        )
+    key = idempotency_key or ""
     return Ticket(
         owner=owner_of(conn, settings),
         attended=attended,

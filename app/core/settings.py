@@ -20,6 +20,7 @@ WORKER_STOP_MARGIN_S = 15.0
 # What the example secrets in deploy/ hold: a key containing it is refused at start, so an
 # example copied unedited never serves with a guessable key.
 PLACEHOLDER_KEY = "replace-me"
+MIN_RESUME_GRACE_S = 1.0  # issue 17: see Settings._check_jobs
 
 
 def _split_csv(value: object) -> object:
@@ -265,6 +266,10 @@ class Settings(BaseSettings):
         if any(not v.lstrip("-").isdigit() for v in self._pairs(self.jobs_per_key_overrides, "x").values()):
             raise ValueError("jobs_per_key_overrides: each limit must be an integer")
         self._pairs(self.key_names, "key_names")
+        if 0 < self.resume_grace_s < MIN_RESUME_GRACE_S:
+            # readers renew the lease on each of their 0.5 s reads: a shorter grace period
+            # would let a live reader's job be cancelled between two renewals
+            raise ValueError(f"resume_grace_s must be 0 or at least {MIN_RESUME_GRACE_S} s")
         if self.webhook_hosts and not self.webhook_secret:
             raise ValueError("webhook_hosts needs webhook_secret (webhook bodies are signed)")
         return self

@@ -12,7 +12,7 @@ from ...core.errors import Conflict
 from ..audio import STREAMABLE, AudioFormat
 from ..deps import Authorized, StateDep
 from ..fair_share import owner_of
-from ..jobs import JobStatus, JobSubmit, check_webhook, status_of_record, ticket_for
+from ..jobs import IdempotencyKey, JobStatus, JobSubmit, check_webhook, status_of_record, ticket_for
 from ..protocol import COMMON_ERRORS, audio_content, error_responses
 from ..responders import stream_audio, whole_file
 from ..serving import attach, find_record, request_id_of, submit
@@ -29,11 +29,15 @@ _GONE = "Unknown job, another key's job, or expired (the message says which)"
     response_model=JobStatus,
     responses=error_responses(*COMMON_ERRORS, 404, 429, 503, _404="Unknown voice"),
 )
-async def create_job(body: JobSubmit, request: Request, state: StateDep) -> JSONResponse:
+async def create_job(
+    body: JobSubmit, request: Request, state: StateDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     """Queue a synthesis that runs whether or not anyone reads it; poll GET /jobs/{id}.
     An Idempotency-Key header makes retries return the same job."""
     webhook = check_webhook(body.webhook_url, state.settings) if body.webhook_url else ""
-    ticket = ticket_for(request, state.settings, "/jobs", body, attended=False, webhook=webhook)
+    ticket = ticket_for(
+        request, state.settings, "/jobs", body, idempotency_key, attended=False, webhook=webhook
+    )
     run = await submit(
         state,
         text=body.text,
