@@ -4,11 +4,15 @@ an async job, retried submissions, a key that floods the queue. Figures go to RE
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from websockets.sync.client import connect
+
+from tests.support.ws import read_until_done
 
 from .conftest import SHARED_PREFIX
 from .reliability_kit import new_prefix, out_events, record, sentences, wait_until
@@ -104,3 +108,32 @@ def test_flood_by_one_key_leaves_room_for_another(make_api, workers):
     assert all(r.headers.get("retry-after") for r in flood if r.status_code == 429)
     assert len(b_ids) == 3
     assert all(s < a_end for s in b_starts)
+
+
+def _drop_then_resume(ws_url: str, body: dict) -> tuple[bytes, list[int]]:
+    """A client that loses its socket after the first chunk and resumes on a new one."""
+    with connect(f"{ws_url}/ws/synthesize") as ws:
+        ws.send(json.dumps(body))
+        job_id = json.loads(ws.recv(timeout=60))["job_id"]
+        first = ws.recv(timeout=60)
+        while not isinstance(first, bytes):
+            first = ws.recv(timeout=60)
+    with connect(f"{ws_url}/ws/synthesize") as ws:
+        ws.send(json.dumps({"type": "resume", "job_id": job_id, "last_seq": 0}))
+        events, rest = read_until_done(ws)
+    return first + rest, [0] + [e["seq"] for e in events if e["type"] == "chunk"]
+
+
+def test_dropped_clients_resume_whole(make_api, workers):
+    api = make_api(SHARED_PREFIX, resume_grace_s=20)
+    bodies = [{"text": sentences(3, f"-r{i}"), "seed": 500 + i} for i in range(6)]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        resumed = list(pool.map(lambda b: _drop_then_resume(api.ws_url, b), bodies))
+    with httpx.Client(base_url=api.url, timeout=60) as c:
+        references = [c.post("/synthesize", json={**b, "format": "pcm"}).content for b in bodies]
+    exact = sum(1 for (pcm, _), ref in zip(resumed, references, strict=True) if pcm == ref)
+    seqs = [s for _, s in resumed]
+    duplicates = sum(len(s) - len(set(s)) for s in seqs)
+    missing = sum(len(set(range(max(s) + 1)) - set(s)) for s in seqs)
+    record("jobs_resume", jobs=len(bodies), resumed_exact=exact, duplicate_chunks=duplicates, missing=missing)
+    assert exact == len(bodies) and duplicates == 0 and missing == 0
