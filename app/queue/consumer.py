@@ -20,9 +20,10 @@ from redis.exceptions import ResponseError
 from ..core.errors import GenerationFailed
 from .connection import ensure_group
 from .keys import Keys
+from .keys import generation as generation_key
 from .keys import lease as lease_key
 from .keys import record as record_key
-from .wire import Chunk, Done, Event, Failed, Job, JobRecord, Started, encode_event
+from .wire import Chunk, ChunkGeneration, Done, Event, Failed, Job, JobRecord, Started, encode_event
 
 # A job's record is updated only while it exists (a job queued by an older API has none,
 # and an expired one must not come back half-written).
@@ -39,17 +40,19 @@ return 1
 # The terminal fields, and the lifetimes that start when a job ends: its output stream and
 # record live the record's ttl_s (then the record stays, as a tombstone that says "expired",
 # for ARGV[3] seconds more); its key no longer counts it.
-# KEYS: record, output stream; ARGV: job id, the stream's ttl without a record, tombstone s,
+# KEYS: record, output stream, kept generations; ARGV: job id, the stream's ttl without a record, tombstone s,
 # then field/value pairs
 _FINISH_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
   return 0
 end
 local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or ARGV[2])
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ttl + tonumber(ARGV[3]))
 redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
 local active = redis.call('HGET', KEYS[1], 'active_key')
 if active and active ~= '' then redis.call('ZREM', active, ARGV[1]) end
 return 1
@@ -149,11 +152,16 @@ class Consumer:
         if entry_ids:
             self.redis.xclaim(self.keys.jobs, self.keys.group, self.name, 0, list(entry_ids), justid=True)
 
-    def emit(self, job_id: str, event: Event) -> None:
+    def emit(self, job_id: str, event: Event, generation: ChunkGeneration | None = None) -> None:
+        """Append an event; a chunk's `generation` is kept beside it, for resuming."""
         key = self.keys.out(job_id)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(key, encode_event(event))  # type: ignore[arg-type]
             pipe.expire(key, self.stream_ttl_s)
+            if generation is not None:
+                gen = generation_key(self.keys, job_id)
+                pipe.hset(gen, mapping=generation.to_fields())  # type: ignore[arg-type]
+                pipe.expire(gen, self.stream_ttl_s)
             progress = _progress_args(event)
             if progress is not None:
                 self._progress(keys=[record_key(self.keys, job_id)], args=progress, client=pipe)
@@ -169,7 +177,9 @@ class Consumer:
                 if isinstance(event, Done | Failed):
                     pairs = [x for kv in JobRecord.finished(event, time.time()).items() for x in kv]
                     args: list[str | int] = [delivery.job.id, self.job_ttl_s, TOMBSTONE_S, *pairs]
-                    self._finish(keys=[record_key(self.keys, delivery.job.id), key], args=args, client=pipe)
+                    record = record_key(self.keys, delivery.job.id)
+                    gen = generation_key(self.keys, delivery.job.id)
+                    self._finish(keys=[record, key, gen], args=args, client=pipe)
             pipe.xack(self.keys.jobs, self.keys.group, delivery.entry_id)
             pipe.xdel(self.keys.jobs, delivery.entry_id)
             pipe.execute()

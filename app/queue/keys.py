@@ -67,6 +67,7 @@ class Keys:
 # --- jobs that outlive a connection (issue 17) ------------------------------------------------
 # {p}:job:{id}:meta         a job's status record (wire.JobRecord, a hash)
 # {p}:job:{id}:lease        present while some client reads an attended job (PX = grace)
+# {p}:job:{id}:gen          each written chunk's tokens (wire.ChunkGeneration), for resuming
 # {p}:idem:{owner}:{digest} Idempotency-Key -> "job_id fingerprint", for the result TTL
 # {p}:owner:{owner}:active  sorted set of an API key's unfinished jobs, scored by deadline
 
@@ -86,3 +87,7 @@ def idempotency(keys: Keys, owner: str, idempotency_key: str) -> str:
 
 def owner_active(keys: Keys, owner: str) -> str:
     return f"{keys.prefix}:owner:{owner or '-'}:active"
+
+
+def generation(keys: Keys, job_id: str) -> str:
+    return f"{keys.prefix}:job:{job_id}:gen"

@@ -308,3 +308,36 @@ def _parse_field(name: str, value: str) -> Any:
     if name == "attended":
         return value == "1"
     return value
+
+
+# --- a chunk's generation, kept for resuming (issue 17) ---------------------------------------
+
+TOKEN_DTYPE = "<i2"  # token ids as little-endian int16: semantic < 10_000, codebooks < 1024
+
+
+@dataclass(frozen=True)
+class ChunkGeneration:
+    """One written chunk's full generation, kept in {p}:job:{id}:gen beside the job's output
+    for as long as it, so a reclaimed job can continue from the chunks its client already has
+    (`rolling` needs chunk k-1's generation, `anchor` chunk 0's) instead of re-running them.
+
+    Raw TOKEN_DTYPE bytes, row-major: semantic (T_sem,), coarse (2, T), fine (8, T)."""
+
+    seq: int
+    semantic: bytes
+    coarse: bytes
+    fine: bytes
+
+    _PARTS = ("semantic", "coarse", "fine")
+
+    def to_fields(self) -> dict[str, bytes]:
+        return {f"{self.seq}:{part}": getattr(self, part) for part in self._PARTS}
+
+    @classmethod
+    def all_from_hash(cls, raw: dict[bytes, bytes]) -> dict[int, ChunkGeneration]:
+        parts: dict[int, dict[str, bytes]] = {}
+        for key, value in raw.items():
+            seq, _, part = key.decode().partition(":")
+            if part in cls._PARTS:
+                parts.setdefault(int(seq), {})[part] = value
+        return {seq: cls(seq, **got) for seq, got in sorted(parts.items()) if len(got) == len(cls._PARTS)}

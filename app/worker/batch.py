@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from bark_core.audio import pcm16_samples, to_pcm16
 from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import BarkError
@@ -23,7 +25,7 @@ from bark_core.types import AudioChunk, SynthesisRequest
 from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed, ServiceError, from_core
 from ..queue.connection import REDIS_DOWN
 from ..queue.consumer import Consumer, Delivery
-from ..queue.wire import Chunk, Done, Event, Failed, Started
+from ..queue.wire import TOKEN_DTYPE, Chunk, ChunkGeneration, Done, Event, Failed, Started
 from .active import ActiveJob, ActiveJobs
 from .faults import Faults
 from .voice_cache import VoiceCache
@@ -46,6 +48,15 @@ class Pipeline(Protocol):
 # Asked while a batch runs for up to N more jobs to join it (already admitted: not cancelled,
 # not expired).
 MoreJobs = Callable[[int], list[Delivery]]
+
+
+def generation_of(chunk: AudioChunk) -> ChunkGeneration:
+    """The chunk's tokens as they are kept for resuming the job (issue 17)."""
+
+    def raw(tokens: object) -> bytes:
+        return np.ascontiguousarray(tokens, dtype=TOKEN_DTYPE).tobytes()
+
+    return ChunkGeneration(chunk.chunk_index, raw(chunk.semantic), raw(chunk.coarse), raw(chunk.fine))
 
 
 def failed(err: ServiceError) -> Failed:
@@ -189,7 +200,7 @@ class BatchRunner:
         row.chunks += 1
         seconds = {k: round(v, 6) for k, v in chunk.stage_seconds.items()}
         event = Chunk(chunk.chunk_index, pcm, chunk.text, chunk.n_chunks, seconds, dict(chunk.stage_batch))
-        self.consumer.emit(row.job_id, event)
+        self.consumer.emit(row.job_id, event, generation_of(chunk))
         if chunk.is_last:
             self._settle(row, self._done(row))
 

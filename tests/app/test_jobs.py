@@ -294,3 +294,30 @@ def test_a_flooding_key_gets_429_while_others_are_admitted(make_api, workers):
     assert f'bark_key_jobs_total{{key="{key_id(KEY_A)}",outcome="rejected_queue_full"}} 3.0' in metrics
     assert f'bark_key_jobs_total{{key="{key_id(KEY_B)}",outcome="admitted"}} 1.0' in metrics
     assert KEY_A not in metrics and KEY_B not in metrics
+
+
+# --- 6. resume, not redo: what is kept for it ----------------------------------------------
+
+
+def test_each_chunks_generation_is_kept_beside_the_output(client, workers):
+    import numpy as np
+
+    from app.queue.wire import TOKEN_DTYPE, ChunkGeneration
+
+    job = client.post("/jobs", json={"text": LONG, "seed": 8}).json()
+    done = wait_status(client, job["id"], {"done"})
+    raw = workers.redis.hgetall(f"{E2E_PREFIX}:job:{job['id']}:gen")
+    kept = ChunkGeneration.all_from_hash(raw)
+    assert sorted(kept) == list(range(done["n_chunks"]))
+    for gen in kept.values():
+        semantic = np.frombuffer(gen.semantic, TOKEN_DTYPE)
+        coarse = np.frombuffer(gen.coarse, TOKEN_DTYPE).reshape(2, -1)
+        fine = np.frombuffer(gen.fine, TOKEN_DTYPE).reshape(8, -1)
+        assert len(semantic) > 0 and semantic.min() >= 0 and semantic.max() < 10_000
+        assert fine.shape[1] == coarse.shape[1] > 0
+        assert (fine[:2] == coarse).all()  # the fine stage keeps the coarse codebooks
+        assert fine.min() >= 0 and fine.max() < 1024
+    # it lives as long as the output: the same TTL
+    ttl_out = workers.redis.ttl(f"{E2E_PREFIX}:job:{job['id']}:out")
+    ttl_gen = workers.redis.ttl(f"{E2E_PREFIX}:job:{job['id']}:gen")
+    assert abs(ttl_out - ttl_gen) <= 1 and ttl_gen > 0
