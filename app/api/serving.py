@@ -38,7 +38,8 @@ class JobRun:
     """One submitted job as seen by one client: its events, its metrics, its cancellation.
 
     `events()` yields Started/Chunk/Done and raises the job's error as a ServiceError. Close
-    the run when done with it: a run closed before its terminal event cancels the job.
+    the run when done with it: a run closed before its terminal event cancels the job, or,
+    with a resume grace period, leaves it that long for a client to resume (see `_leave`).
     """
 
     def __init__(
