@@ -18,7 +18,7 @@ from ..queue.connection import REDIS_DOWN
 from . import errors
 from .middleware import ApiKeyGate, BodyLimit, EdgeChecks, HeadAsGet, RequestContext
 from .openai import route as openai_route
-from .routes import docs, health, synthesize, voices, ws
+from .routes import docs, health, jobs, synthesize, voices, ws
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,15 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
     )
     app.state.bark = state
     errors.install(app)
-    routers = (synthesize.router, openai_route.router, ws.router, voices.router, health.router, docs.router)
+    routers = (
+        synthesize.router,
+        jobs.router,
+        openai_route.router,
+        ws.router,
+        voices.router,
+        health.router,
+        docs.router,
+    )
     for router in routers:
         app.include_router(router)
     _install_static(app, settings)
@@ -75,8 +83,8 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-api-key", "x-request-id"],
-            expose_headers=["x-request-id", "x-bark-seed", "x-bark-job-id"],
+            allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "idempotency-key"],
+            expose_headers=["x-request-id", "x-bark-seed", "x-bark-job-id", "location"],
         )
     app.add_middleware(EdgeChecks, settings=settings)
     app.add_middleware(HeadAsGet)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import re
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -17,28 +21,42 @@ from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import InvalidParameterError
 from bark_core.params import GenerationParams
 
-from ..core.errors import Cancelled, InvalidRequest, ServiceError, from_type
+from ..core.errors import Cancelled, InvalidRequest, NotFound, ServiceError, from_type
 from ..queue.connection import REDIS_DOWN
-from ..queue.producer import ClientGone
-from ..queue.wire import Chunk, Done, Event, Failed, Job, Started
+from ..queue.keys import idempotency, owner_active
+from ..queue.producer import Admission, ClientGone
+from ..queue.wire import Chunk, Done, Event, Failed, Job, JobRecord, Started
 from .budget import check_audio_budget
+from .fair_share import count_submission, label_of, limit_for
 from .protocol import MAX_SEED
 from .state import AppState
 
 log = logging.getLogger(__name__)
+_JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
 
 
 class JobRun:
     """One submitted job as seen by one client: its events, its metrics, its cancellation.
 
     `events()` yields Started/Chunk/Done and raises the job's error as a ServiceError. Close
-    the run when done with it: a run closed before its terminal event cancels the job.
+    the run when done with it: a run closed before its terminal event cancels the job, or,
+    with a resume grace period, leaves it that long for a client to resume (see `_leave`).
     """
 
-    def __init__(self, state: AppState, job: Job, position: int) -> None:
+    def __init__(
+        self, state: AppState, job: Job, position: int, *, attended: bool = True, from_seq: int = 0
+    ) -> None:
         self.state = state
         self.job = job
         self.position = position
+        # Attended: a client reading it keeps it alive; one that leaves leaves it the grace
+        # period for a resume (none: cancelled at once). Unattended (POST /jobs): runs anyway.
+        self.attended = attended
+        self.from_seq = from_seq
+        self.cancel_requested = False  # the client asked to cancel (not merely left)
+        self.duplicate = False  # an Idempotency-Key named this earlier job: nothing was queued
+        # A resumed reader may come after the job's deadline, to read a finished job's output.
+        self.follow_deadline = job.deadline
         self.finished = False
         self.samples = 0
         self.chunks = 0
@@ -60,7 +78,11 @@ class JobRun:
 
     async def _events(self, client_gone: ClientGone | None) -> AsyncIterator[Event]:
         try:
-            async for event in self.state.queue.follow(self.job.id, self.job.deadline, client_gone):
+            lease_ms = self.lease_ms if self.attended else 0
+            events = self.state.queue.follow(
+                self.job.id, self.follow_deadline, client_gone, from_seq=self.from_seq, lease_ms=lease_ms
+            )
+            async for event in events:
                 self._observe(event)
                 if isinstance(event, Failed):
                     raise from_type(event.type, event.message, event.param)
@@ -96,21 +118,34 @@ class JobRun:
         parts = [event.pcm async for event in self.events(client_gone) if isinstance(event, Chunk)]
         return b"".join(parts)
 
+    @property
+    def lease_ms(self) -> int:
+        return int(self.state.settings.resume_grace_s * 1000)
+
     async def close(self) -> None:
-        """Cancel the job unless it ended; safe to call from a cancelled task."""
+        """Cancel the job unless it ended, or leave it its grace period (see `attended`);
+        safe to call from a cancelled task."""
         with anyio.CancelScope(shield=True):
             try:
                 if self._iter is not None:
                     await self._iter.aclose()  # type: ignore[attr-defined]
                 if not self.finished:
                     self.finished = True
-                    if not self._counted:
-                        self.state.metrics.jobs.labels(Cancelled.type).inc()
-                    await self.state.queue.cancel(self.job.id, until=self.job.deadline)
+                    await self._leave()
             finally:
                 if self._open:
                     self._open = False
                     self.state.drain.leave()
+
+    async def _leave(self) -> None:
+        if not self.cancel_requested and (not self.attended or self.lease_ms > 0):
+            if self.attended:  # the grace period starts now
+                with contextlib.suppress(*REDIS_DOWN):
+                    await self.state.queue.renew_lease(self.job.id, self.lease_ms)
+            return
+        if not self._counted:
+            self.state.metrics.jobs.labels(Cancelled.type).inc()
+        await self.state.queue.cancel(self.job.id, until=self.job.deadline)
 
     def duration_s(self) -> float:
         return self.samples / SAMPLE_RATE
@@ -130,6 +165,17 @@ def build_params(fields: dict[str, Any], server_cap: float | None, pause_s: floa
     return fields
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """Who submits a job and how it may be read again (issue 17)."""
+
+    owner: str = ""  # the submitting key's id (fair_share.owner_of)
+    attended: bool = True  # False for POST /jobs: it runs with nobody reading it
+    idempotency_key: str = ""  # the client's Idempotency-Key header, "" for none
+    fingerprint: str = ""  # of the request body: a reused key with another body is refused
+    webhook_url: str = ""
+
+
 async def submit(
     state: AppState,
     *,
@@ -139,13 +185,17 @@ async def submit(
     seed: int | None,
     request_id: str,
     speed: float = 1.0,
+    ticket: Ticket | None = None,
 ) -> JobRun:
-    """Validate, pin voice version and seed, and queue. Raises before anything is sent."""
+    """Validate, pin voice version and seed, and queue. Raises before anything is sent.
+    With an Idempotency-Key seen before, the earlier job's run instead (nothing is queued)."""
     if state.drain.draining:
         raise state.queue.unavailable("this server is shutting down; retry")
+    ticket = ticket or Ticket()
     params = build_params(params, state.settings.max_duration_s, state.settings.chunk_pause_s)
     check_audio_budget(text, params.get("max_duration_s"), speed, state.settings.max_request_audio_s)
     voice = voice or state.settings.default_voice
+    label = label_of(ticket.owner, state.settings)
     try:
         etag = await state.voices.etag(voice) if voice else None
         now = time.time()
@@ -160,15 +210,84 @@ async def submit(
             deadline=now + state.settings.request_timeout_s,
             request_id=request_id,
         )
-        position = await state.queue.submit(job)
+        admitted = await state.queue.admit(job, _admission(state, job, ticket))
     except REDIS_DOWN as exc:
         raise state.queue.unavailable("queue unavailable") from exc
     except ServiceError as exc:
         state.metrics.jobs.labels(f"rejected_{exc.type}").inc()
+        count_submission(state.metrics.registry, label, f"rejected_{exc.type}")
         raise
-    extra = {"job_id": job.id, "position": position, "seed": job.seed, "voice": voice, "chars": len(text)}
-    log.info("job queued", extra=extra)
-    return JobRun(state, job, position)
+    if admitted.duplicate_of is not None:
+        count_submission(state.metrics.registry, label, "duplicate")
+        if admitted.duplicate_of != ticket.fingerprint:
+            raise InvalidRequest(
+                "this Idempotency-Key was already used with a different request body; "
+                "use a new key for a new request",
+                param="Idempotency-Key",
+            )
+        log.info("idempotent retry: the earlier job", extra={"job_id": admitted.job_id})
+        earlier = await attach(state, admitted.job_id, ticket.owner)
+        earlier.duplicate = True
+        return earlier
+    count_submission(state.metrics.registry, label, "admitted")
+    extra = {
+        "job_id": job.id,
+        "position": admitted.position,
+        "seed": job.seed,
+        "voice": voice,
+        "chars": len(text),
+    }
+    log.info("job queued", extra={**extra, "key": label})
+    return JobRun(state, job, admitted.position, attended=ticket.attended)
+
+
+def _admission(state: AppState, job: Job, ticket: Ticket) -> Admission:
+    settings = state.settings
+    limit = limit_for(ticket.owner, settings)
+    # Leased: its worker drops it once no reader has renewed the lease for the grace period.
+    # Without a grace period a reader that leaves cancels it itself (JobRun.close).
+    lease_ms = int(settings.resume_grace_s * 1000) if ticket.attended else 0
+    record = JobRecord(
+        id=job.id,
+        job=job.to_fields()["job"],
+        owner=ticket.owner,
+        created_at=job.submitted_at,
+        ttl_s=settings.job_ttl_s,
+        attended=lease_ms > 0,
+        active_key=owner_active(state.keys, ticket.owner) if limit > 0 else "",
+        webhook_url=ticket.webhook_url,
+    )
+    idem = idempotency(state.keys, ticket.owner, ticket.idempotency_key) if ticket.idempotency_key else ""
+    return Admission(
+        record=record,
+        idempotency_key=idem,
+        fingerprint=ticket.fingerprint,
+        owner_limit=limit,
+        record_ttl_s=math.ceil(settings.request_timeout_s) + settings.job_ttl_s,
+        lease_ms=lease_ms,
+    )
+
+
+async def find_record(state: AppState, job_id: str, owner: str) -> JobRecord:
+    """The job's record, if `owner` may see it; NotFound (unknown, another key's, expired)."""
+    record = await state.queue.record(job_id) if _JOB_ID.fullmatch(job_id) else None
+    if record is None or record.owner != owner:
+        # another key's job looks exactly like no job: its existence is not told
+        raise NotFound(f"no job {job_id!r}", param="job_id")
+    if record.terminal and record.finished_at is not None and time.time() > record.finished_at + record.ttl_s:
+        raise NotFound(
+            f"job {job_id!r} has expired: results are kept {record.ttl_s} s after a job ends", param="job_id"
+        )
+    return record
+
+
+async def attach(state: AppState, job_id: str, owner: str, from_seq: int = 0) -> JobRun:
+    """A run reading an existing job (a resume, an idempotent retry, GET /jobs/{id}/audio)."""
+    record = await find_record(state, job_id, owner)
+    run = JobRun(state, record.parsed_job(), 0, attended=record.attended, from_seq=from_seq)
+    # reading a finished job's output may come after the job's own deadline
+    run.follow_deadline = max(run.job.deadline, time.time() + state.settings.request_timeout_s)
+    return run
 
 
 def request_id_of(conn: HTTPConnection) -> str:

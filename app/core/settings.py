@@ -25,6 +25,7 @@ WORKER_STOP_MARGIN_S = 15.0
 # What the example secrets in deploy/ hold: a key containing it is refused at start, so an
 # example copied unedited never serves with a guessable key.
 PLACEHOLDER_KEY = "replace-me"
+MIN_RESUME_GRACE_S = 1.0  # issue 17: see Settings._check_jobs
 
 
 def _split_csv(value: object) -> object:
@@ -299,4 +300,82 @@ class Settings(BaseSettings):
             raise ValueError("admin_keys must not contain empty keys")
         if any(PLACEHOLDER_KEY in key.lower() for key in self.admin_keys):
             raise ValueError(f"admin_keys holds the example placeholder ({PLACEHOLDER_KEY!r})")
+        return self
+
+    # --- jobs (issue 17) ----------------------------------------------------------------
+    resume_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long a job whose client dropped (a stream or websocket) keeps running "
+        "for a resume (GET /jobs/{id}/audio?from_chunk=N, websocket `resume`) before it is "
+        "cancelled. 0: a dropped client cancels its job at once. POST /jobs jobs never need it.",
+    )
+    jobs_per_key: int = Field(
+        0,
+        ge=0,
+        description="Most jobs one API key may have queued or running (429 with Retry-After "
+        "above, for that key only). 0: no per-key limit (queue_max still holds).",
+    )
+    jobs_per_key_overrides: CsvList = Field(
+        default_factory=list,
+        description="Per-key limits, comma-separated `KEY_ID=N` (KEY_ID: the first 12 hex "
+        "digits of the key's sha256, `printf %s KEY | sha256sum | cut -c1-12`).",
+    )
+    key_names: CsvList = Field(
+        default_factory=list,
+        description="Names for API keys in metrics and logs, comma-separated `KEY_ID=name`; "
+        "unnamed keys appear as their KEY_ID (never as the key).",
+    )
+    webhook_hosts: CsvList = Field(
+        default_factory=list,
+        description="Hosts a job's webhook_url may name (exact host names). Empty: webhooks off "
+        "(a webhook_url is a 422), so the service cannot be pointed at internal hosts.",
+    )
+    webhook_secret: str = Field(
+        "",
+        description="HMAC-SHA256 key signing webhook bodies (header X-Bark-Signature: "
+        "sha256=<hex>). Required when webhook_hosts is set.",
+    )
+    webhook_attempts: int = Field(
+        4, ge=1, le=20, description="Deliveries of one webhook before it is given up."
+    )
+    webhook_backoff_s: float = Field(
+        1.0, gt=0, le=300, description="First retry delay of a webhook, seconds (doubles each retry)."
+    )
+
+    _split_jobs = field_validator("jobs_per_key_overrides", "key_names", "webhook_hosts", mode="before")(
+        _split_csv
+    )
+
+    def _pairs(self, items: list[str], name: str) -> dict[str, str]:
+        out = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ValueError(f"{name}: {item!r} is not KEY_ID=value")
+            out[key.strip()] = value.strip()
+        return out
+
+    @property
+    def key_limits(self) -> dict[str, int]:
+        return {
+            k: int(v) for k, v in self._pairs(self.jobs_per_key_overrides, "jobs_per_key_overrides").items()
+        }
+
+    @property
+    def key_labels(self) -> dict[str, str]:
+        return self._pairs(self.key_names, "key_names")
+
+    @model_validator(mode="after")
+    def _check_jobs(self) -> Settings:
+        if any(not v.lstrip("-").isdigit() for v in self._pairs(self.jobs_per_key_overrides, "x").values()):
+            raise ValueError("jobs_per_key_overrides: each limit must be an integer")
+        self._pairs(self.key_names, "key_names")
+        if 0 < self.resume_grace_s < MIN_RESUME_GRACE_S:
+            # readers renew the lease on each of their 0.5 s reads: a shorter grace period
+            # would let a live reader's job be cancelled between two renewals
+            raise ValueError(f"resume_grace_s must be 0 or at least {MIN_RESUME_GRACE_S} s")
+        if self.webhook_hosts and not self.webhook_secret:
+            raise ValueError("webhook_hosts needs webhook_secret (webhook bodies are signed)")
         return self

@@ -10,6 +10,7 @@ delivery), so a long job is not stolen.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,44 @@ from redis.exceptions import ResponseError
 from ..core.errors import GenerationFailed
 from .connection import ensure_group
 from .keys import Keys
-from .wire import Event, Failed, Job, encode_event
+from .keys import generation as generation_key
+from .keys import lease as lease_key
+from .keys import record as record_key
+from .wire import Chunk, ChunkGeneration, Done, Event, Failed, Job, JobRecord, Started, encode_event
+
+# A job's record is updated only while it exists (a job queued by an older API has none,
+# and an expired one must not come back half-written).
+# KEYS: record; ARGV: chunks_done (or "" to leave it), then field/value pairs
+_PROGRESS_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] ~= '' then
+  local done = tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0')
+  if tonumber(ARGV[1]) > done then redis.call('HSET', KEYS[1], 'chunks_done', ARGV[1]) end
+end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+return 1
+"""
+# The terminal fields, and the lifetimes that start when a job ends: its output stream and
+# record live the record's ttl_s (then the record stays, as a tombstone that says "expired",
+# for ARGV[3] seconds more); its key no longer counts it.
+# KEYS: record, output stream, kept generations; ARGV: job id, the stream's ttl without a record, tombstone s,
+# then field/value pairs
+_FINISH_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  return 0
+end
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or ARGV[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ttl + tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+local active = redis.call('HGET', KEYS[1], 'active_key')
+if active and active ~= '' then redis.call('ZREM', active, ARGV[1]) end
+return 1
+"""
+TOMBSTONE_S = 86_400  # how long "expired" is told apart from "never existed"
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +86,8 @@ class Consumer:
         self.claim_idle_ms = claim_idle_ms
         self.job_ttl_s = job_ttl_s
         self.stream_ttl_s = stream_ttl_s  # bound on a running job's output stream
+        self._progress = client.register_script(_PROGRESS_LUA)
+        self._finish = client.register_script(_FINISH_LUA)
 
     def ensure_group(self) -> None:
         ensure_group(self.redis, self.keys)
@@ -112,11 +152,19 @@ class Consumer:
         if entry_ids:
             self.redis.xclaim(self.keys.jobs, self.keys.group, self.name, 0, list(entry_ids), justid=True)
 
-    def emit(self, job_id: str, event: Event) -> None:
+    def emit(self, job_id: str, event: Event, generation: ChunkGeneration | None = None) -> None:
+        """Append an event; a chunk's `generation` is kept beside it, for resuming."""
         key = self.keys.out(job_id)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(key, encode_event(event))  # type: ignore[arg-type]
             pipe.expire(key, self.stream_ttl_s)
+            if generation is not None:
+                gen = generation_key(self.keys, job_id)
+                pipe.hset(gen, mapping=generation.to_fields())  # type: ignore[arg-type]
+                pipe.expire(gen, self.stream_ttl_s)
+            progress = _progress_args(event)
+            if progress is not None:
+                self._progress(keys=[record_key(self.keys, job_id)], args=progress, client=pipe)
             pipe.execute()
 
     def finish(self, delivery: Delivery, event: Event) -> None:
@@ -126,6 +174,12 @@ class Consumer:
                 key = self.keys.out(delivery.job.id)
                 pipe.xadd(key, encode_event(event))  # type: ignore[arg-type]
                 pipe.expire(key, self.job_ttl_s)
+                if isinstance(event, Done | Failed):
+                    pairs = [x for kv in JobRecord.finished(event, time.time()).items() for x in kv]
+                    args: list[str | int] = [delivery.job.id, self.job_ttl_s, TOMBSTONE_S, *pairs]
+                    record = record_key(self.keys, delivery.job.id)
+                    gen = generation_key(self.keys, delivery.job.id)
+                    self._finish(keys=[record, key, gen], args=args, client=pipe)
             pipe.xack(self.keys.jobs, self.keys.group, delivery.entry_id)
             pipe.xdel(self.keys.jobs, delivery.entry_id)
             pipe.execute()
@@ -148,7 +202,40 @@ class Consumer:
         self.finish(delivery, Failed(GenerationFailed.type, reason))
 
     def cancelled(self, job_ids: list[str]) -> set[str]:
+        """Jobs to drop: a client cancelled them, or an attended job's lease ran out (its
+        client left and nobody resumed it within the grace period)."""
         if not job_ids:
             return set()
         flags = self.redis.mget([self.keys.cancel(j) for j in job_ids])
-        return {j for j, flag in zip(job_ids, flags, strict=True) if flag}
+        out = {j for j, flag in zip(job_ids, flags, strict=True) if flag}
+        return out | self._unattended([j for j in job_ids if j not in out])
+
+    def _unattended(self, job_ids: list[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for j in job_ids:
+                pipe.hget(record_key(self.keys, j), "attended")
+                pipe.exists(lease_key(self.keys, j))
+            replies = pipe.execute()
+        lapsed = {
+            j
+            for j, attended, leased in zip(job_ids, replies[::2], replies[1::2], strict=True)
+            if attended == b"1" and not leased
+        }
+        for j in lapsed:
+            log.info("nobody resumed the job within its grace period", extra={"job_id": j})
+            self.redis.set(self.keys.cancel(j), b"1", ex=self.job_ttl_s + 3600)
+        return lapsed
+
+
+def _progress_args(event: Event) -> list[str] | None:
+    if isinstance(event, Started):
+        return [
+            "",
+            *(x for kv in JobRecord.started(event.worker, event.attempt, time.time()).items() for x in kv),
+        ]
+    if isinstance(event, Chunk):
+        fields = JobRecord.chunk_written(event.seq, len(event.pcm) // 2, event.n_chunks)  # s16: 2 bytes
+        return [str(event.seq + 1), *(x for kv in fields.items() for x in kv)]
+    return None

@@ -62,3 +62,32 @@ class Keys:
         # The model name is hashed: a local directory path is long and may hold ':'.
         tag = hashlib.sha1(model.encode()).hexdigest()[:12]
         return f"{self.prefix}:builtin:{tag}:{voice_id}"
+
+
+# --- jobs that outlive a connection (issue 17) ------------------------------------------------
+# {p}:job:{id}:meta         a job's status record (wire.JobRecord, a hash)
+# {p}:job:{id}:lease        present while some client reads an attended job (PX = grace)
+# {p}:job:{id}:gen          each written chunk's tokens (wire.ChunkGeneration), for resuming
+# {p}:idem:{owner}:{digest} Idempotency-Key -> "job_id fingerprint", for the result TTL
+# {p}:owner:{owner}:active  sorted set of an API key's unfinished jobs, scored by deadline
+
+
+def record(keys: Keys, job_id: str) -> str:
+    return f"{keys.prefix}:job:{job_id}:meta"
+
+
+def lease(keys: Keys, job_id: str) -> str:
+    return f"{keys.prefix}:job:{job_id}:lease"
+
+
+def idempotency(keys: Keys, owner: str, idempotency_key: str) -> str:
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"{keys.prefix}:idem:{owner or '-'}:{digest}"
+
+
+def owner_active(keys: Keys, owner: str) -> str:
+    return f"{keys.prefix}:owner:{owner or '-'}:active"
+
+
+def generation(keys: Keys, job_id: str) -> str:
+    return f"{keys.prefix}:job:{job_id}:gen"

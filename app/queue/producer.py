@@ -19,20 +19,69 @@ from redis.exceptions import ResponseError
 from ..core.errors import Cancelled, DeadlineExceeded, QueueFull, Unavailable
 from .connection import BLOCK_MS, REDIS_DOWN, ensure_group_async
 from .keys import Keys
+from .keys import lease as lease_key
+from .keys import record as record_key
 from .registry import live_workers
-from .wire import Chunk, Event, Job, Started, WorkerInfo, decode_event, is_terminal
+from .wire import Chunk, Event, Job, JobRecord, Started, WorkerInfo, decode_event, is_terminal
 
-# Atomic "add unless too many are waiting". Waiting = entries in the stream that no worker
-# has been handed yet: XLEN counts outstanding jobs (finished ones are XDELed), XPENDING the
-# ones a worker holds. Returns the position (jobs ahead), or -1 - waiting when full.
+# Atomic admission, in one script so that concurrent duplicates and floods cannot race:
+#   1. an Idempotency-Key already used: {"dup", "job_id fingerprint"} (nothing queued);
+#   2. the key's own unfinished jobs at its limit: {"over", count};
+#   3. too many waiting (entries no worker holds: XLEN counts outstanding jobs, finished ones
+#      are XDELed; XPENDING the held ones): {"full", waiting};
+#   4. else XADD the job, write its status record, count it against its key and remember
+#      its Idempotency-Key: {"ok", position}.
+# KEYS: jobs stream, record, idempotency key, owner's active set, lease ("" for none of each)
+# ARGV: group, queue_max, job json, idem value, idem ttl, limit, job id, deadline, now,
+#       record ttl, lease ms, then the record's field/value pairs
 _SUBMIT_LUA = """
+if KEYS[3] ~= '' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {'dup', seen} end
+end
+local limit = tonumber(ARGV[6])
+if KEYS[4] ~= '' and limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[9])
+  local mine = redis.call('ZCARD', KEYS[4])
+  if mine >= limit then return {'over', tostring(mine)} end
+end
 local outstanding = redis.call('XLEN', KEYS[1])
 local held = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
 local waiting = outstanding - held
-if waiting >= tonumber(ARGV[2]) then return -1 - waiting end
+if waiting >= tonumber(ARGV[2]) then return {'full', tostring(waiting)} end
 redis.call('XADD', KEYS[1], '*', 'job', ARGV[3])
-return waiting
+if KEYS[2] ~= '' then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 12))
+  redis.call('EXPIRE', KEYS[2], ARGV[10])
+end
+if KEYS[4] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[8], ARGV[7])
+  redis.call('EXPIRE', KEYS[4], ARGV[10])
+end
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5]) end
+if KEYS[5] ~= '' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[11]) end
+return {'ok', tostring(waiting)}
 """
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What is written with a job besides its queue entry (all optional)."""
+
+    record: JobRecord | None = None
+    idempotency_key: str = ""  # keys.idempotency(...), "" for none
+    fingerprint: str = ""  # of the request: the same key with another body is refused
+    owner_limit: int = 0  # most unfinished jobs of record.owner (0: no limit)
+    record_ttl_s: int = 3600  # the record's lifetime before the job ends (then: ttl + tombstone)
+    lease_ms: int = 0  # attended jobs: how long the job lives unread (the grace period)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    job_id: str  # the queued job, or the earlier one an Idempotency-Key named
+    position: int  # jobs ahead of it (0 for a duplicate)
+    duplicate_of: str | None = None  # the earlier request's fingerprint, for a duplicate
+
 
 MAX_UNSENT_CANCELS = 10_000  # bound on what an outage can make the API remember
 ClientGone = Callable[[], Awaitable[bool]]
@@ -85,27 +134,66 @@ class JobQueue:
 
     async def submit(self, job: Job) -> int:
         """Queue a job; returns how many jobs are ahead of it. QueueFull / Unavailable."""
+        return (await self.admit(job, Admission())).position
+
+    async def admit(self, job: Job, admission: Admission) -> Admitted:
+        """Queue a job with its record, key limit and Idempotency-Key, atomically.
+        QueueFull (the queue's or the key's limit) / Unavailable."""
         try:
             if not await self.workers():
                 raise self.unavailable("no live worker; start one with `bark-worker`")
-            position = await self._run_submit(job)
+            kind, value = await self._run_submit(job, admission)
         except REDIS_DOWN as exc:
             raise self.unavailable(f"queue unavailable: {exc.__class__.__name__}") from exc
-        if position < 0:
+        if kind == "full":
             raise QueueFull(
-                f"queue is full ({-1 - position} jobs waiting); retry later", retry_after_s=self.retry_after_s
+                f"queue is full ({value} jobs waiting); retry later", retry_after_s=self.retry_after_s
             )
-        return position
+        if kind == "over":
+            raise QueueFull(
+                f"this API key has {value} jobs queued or running, its limit; retry once one ends",
+                retry_after_s=self.retry_after_s,
+            )
+        if kind == "dup":
+            job_id, _, fingerprint = value.partition(" ")
+            return Admitted(job_id, 0, duplicate_of=fingerprint)
+        return Admitted(job.id, int(value))
 
-    async def _run_submit(self, job: Job) -> int:
-        args: list[str | int] = [self.keys.group, self.queue_max, job.to_fields()["job"]]
+    async def _run_submit(self, job: Job, a: Admission) -> tuple[str, str]:
+        record = a.record
+        active = record.active_key if record is not None else ""
+        lease = lease_key(self.keys, job.id) if a.lease_ms else ""
+        keys = [
+            self.keys.jobs,
+            record_key(self.keys, job.id) if record else "",
+            a.idempotency_key,
+            active,
+            lease,
+        ]
+        pairs = [item for kv in (record.to_hash().items() if record else ()) for item in kv]
+        args: list[str | int | float] = [
+            self.keys.group,
+            self.queue_max,
+            job.to_fields()["job"],
+            f"{job.id} {a.fingerprint}",
+            a.record_ttl_s,
+            a.owner_limit,
+            job.id,
+            job.deadline,
+            time.time(),
+            a.record_ttl_s,
+            a.lease_ms,
+            *pairs,
+        ]
         try:
-            return int(await self._submit(keys=[self.keys.jobs], args=args))
+            reply = await self._submit(keys=keys, args=args)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             await self.ensure_group()  # Redis restarted without persistence
-            return int(await self._submit(keys=[self.keys.jobs], args=args))
+            reply = await self._submit(keys=keys, args=args)
+        kind, value = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
+        return kind, value
 
     async def cancel(self, job_id: str, until: float | None = None) -> None:
         """Raise the job's cancel flag; the worker drops it within one decode step.
@@ -146,14 +234,38 @@ class JobQueue:
         return QueueStats(waiting=max(0, outstanding - held), running=held, dead=dead)
 
     def follow(
-        self, job_id: str, deadline: float, client_gone: ClientGone | None = None
+        self,
+        job_id: str,
+        deadline: float,
+        client_gone: ClientGone | None = None,
+        *,
+        from_seq: int = 0,
+        lease_ms: int = 0,
     ) -> AsyncIterator[Event]:
         """The job's events in order, each chunk `seq` at most once, ending at its terminal.
 
         `client_gone` is polled between reads; when it says so, Cancelled is raised (the
         caller then cancels the job). A job re-run after a worker crash starts again at seq 0
-        with the same seed: chunks already forwarded are skipped, not repeated."""
-        return _Follower(self, job_id, deadline, client_gone).events()
+        with the same seed: chunks already forwarded are skipped, not repeated. Chunks below
+        `from_seq` are skipped too (a resumed reader has them). With `lease_ms`, the job's
+        lease is renewed on every read: an attended job lives while someone reads it."""
+        follower = _Follower(self, job_id, deadline, client_gone)
+        follower.next_seq = from_seq
+        follower.lease_ms = lease_ms
+        return follower.events()
+
+    # --- job records (issue 17) ---------------------------------------------------------------
+
+    async def record(self, job_id: str) -> JobRecord | None:
+        try:
+            raw: Any = await self.redis.hgetall(record_key(self.keys, job_id))
+        except REDIS_DOWN as exc:
+            raise self.unavailable("queue unavailable") from exc
+        return JobRecord.from_hash(raw) if raw else None
+
+    async def renew_lease(self, job_id: str, lease_ms: int) -> None:
+        """Someone reads the job: it lives `lease_ms` more (restarted on each call)."""
+        await self.redis.set(lease_key(self.keys, job_id), b"1", px=lease_ms)
 
 
 class _Follower:
@@ -168,11 +280,18 @@ class _Follower:
         self.next_seq = 0
         self.started = False
         self.last_worker_check = time.monotonic()
+        self.job_id = job_id
+        self.lease_ms = 0
 
     async def events(self) -> AsyncIterator[Event]:
         while True:
             if self.client_gone is not None and await self.client_gone():
                 raise Cancelled("client went away")
+            if self.lease_ms:
+                try:
+                    await self.queue.renew_lease(self.job_id, self.lease_ms)
+                except REDIS_DOWN as exc:
+                    raise self.queue.unavailable("queue connection lost") from exc
             entries = await self._read()
             for event in entries:
                 if self._fresh(event):

@@ -198,3 +198,149 @@ class BuiltinVoices:
             return cls()
         values = json.loads(raw)
         return cls(values.get("model"), bool(values.get("demo")), frozenset(values.get("ids", ())))
+
+
+# --- a job's status record (issue 17) ---------------------------------------------------------
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+TERMINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+_CHUNK_FIELD = "chunk:"  # one hash field per written chunk: chunk:{seq} -> its samples
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job's status, the hash {p}:job:{id}:meta. The API writes it whole at submission (in
+    the same script as the XADD); workers then update only their fields (`started`, `chunk`,
+    `finished` below name them), so neither side overwrites the other's.
+
+    `owner` is the submitting key's id (a hash, never the key); `attended` jobs (a client
+    reads them, /synthesize or websockets, on a server with a resume grace period) are
+    cancelled by their worker once nobody has renewed their lease for that period; `ttl_s`
+    is how long the result is kept after the job ends."""
+
+    id: str
+    job: str  # the Job as it was queued (Job.to_fields()["job"]): what a resumed reader needs
+    owner: str = ""
+    created_at: float = 0.0
+    ttl_s: int = 300
+    attended: bool = False
+    active_key: str = ""  # the owner's set of unfinished jobs (keys.owner_active), or ""
+    webhook_url: str = ""
+    state: JobState = "queued"
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempt: int = 0
+    worker: str = ""
+    chunks_done: int = 0
+    n_chunks: int | None = None
+    chunk_samples: tuple[int, ...] = ()  # samples of chunk 0, 1, ... as written so far
+    error_type: str = ""
+    error_message: str = ""
+
+    def to_hash(self) -> dict[str, str]:
+        values = asdict(self)
+        values.pop("chunk_samples")
+        out = {k: _field_str(v) for k, v in values.items() if v is not None}
+        out.update({f"{_CHUNK_FIELD}{i}": str(n) for i, n in enumerate(self.chunk_samples)})
+        return out
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> JobRecord:
+        values: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        chunks = {
+            int(k[len(_CHUNK_FIELD) :]): int(v) for k, v in values.items() if k.startswith(_CHUNK_FIELD)
+        }
+        typed: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in values:
+                typed[f.name] = _parse_field(f.name, values[f.name])
+        prefix = 0
+        while prefix in chunks:  # chunks are written in order: the contiguous run from 0
+            prefix += 1
+        typed["chunk_samples"] = tuple(chunks[i] for i in range(prefix))
+        return _known(cls, typed)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def parsed_job(self) -> Job:
+        return Job.from_fields({b"job": self.job.encode()})
+
+    @staticmethod
+    def started(worker: str, attempt: int, at: float) -> dict[str, str]:
+        """The fields a worker sets when it takes the job."""
+        return {"state": "running", "worker": worker, "attempt": str(attempt), "started_at": repr(at)}
+
+    @staticmethod
+    def chunk_written(seq: int, samples: int, n_chunks: int) -> dict[str, str]:
+        """The fields a worker sets with each chunk (chunks_done only ever grows: see consumer)."""
+        return {"n_chunks": str(n_chunks), f"{_CHUNK_FIELD}{seq}": str(samples)}
+
+    @staticmethod
+    def finished(event: Done | Failed, at: float) -> dict[str, str]:
+        """The fields a worker sets with the job's terminal event."""
+        if isinstance(event, Done):
+            return {"state": "done", "finished_at": repr(at), "error_type": "", "error_message": ""}
+        state = "cancelled" if event.type == "cancelled" else "failed"
+        return {
+            "state": state,
+            "finished_at": repr(at),
+            "error_type": event.type,
+            "error_message": event.message,
+        }
+
+
+_INTS = {"ttl_s", "attempt", "chunks_done", "n_chunks"}
+_FLOATS = {"created_at", "started_at", "finished_at"}
+
+
+def _field_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _parse_field(name: str, value: str) -> Any:
+    if name in _INTS:
+        return int(value)
+    if name in _FLOATS:
+        return float(value)
+    if name == "attended":
+        return value == "1"
+    return value
+
+
+# --- a chunk's generation, kept for resuming (issue 17) ---------------------------------------
+
+TOKEN_DTYPE = "<i2"  # token ids as little-endian int16: semantic < 10_000, codebooks < 1024
+
+
+@dataclass(frozen=True)
+class ChunkGeneration:
+    """One written chunk's full generation, kept in {p}:job:{id}:gen beside the job's output
+    for as long as it, so a reclaimed job can continue from the chunks its client already has
+    (`rolling` needs chunk k-1's generation, `anchor` chunk 0's) instead of re-running them.
+
+    Raw TOKEN_DTYPE bytes, row-major: semantic (T_sem,), coarse (2, T), fine (8, T)."""
+
+    seq: int
+    semantic: bytes
+    coarse: bytes
+    fine: bytes
+
+    _PARTS = ("semantic", "coarse", "fine")
+
+    def to_fields(self) -> dict[str, bytes]:
+        return {f"{self.seq}:{part}": getattr(self, part) for part in self._PARTS}
+
+    @classmethod
+    def all_from_hash(cls, raw: dict[bytes, bytes]) -> dict[int, ChunkGeneration]:
+        parts: dict[int, dict[str, bytes]] = {}
+        for key, value in raw.items():
+            seq, _, part = key.decode().partition(":")
+            if part in cls._PARTS:
+                parts.setdefault(int(seq), {})[part] = value
+        return {seq: cls(seq, **got) for seq, got in sorted(parts.items()) if len(got) == len(cls._PARTS)}

@@ -440,6 +440,25 @@
     return body;
   }
 
+  // "Copy job link": the job's status URL (issue 17), so it can be polled or its audio fetched
+  // again after this page is gone. The API key is never put in the link.
+  function showJobLink(jobId) {
+    const btn = $("copy-job");
+    if (!jobId) return;
+    btn.dataset.url = new URL(`/jobs/${encodeURIComponent(jobId)}`, location.href).href;
+    btn.hidden = false;
+  }
+
+  $("copy-job").addEventListener("click", async () => {
+    const url = $("copy-job").dataset.url;
+    try {
+      await navigator.clipboard.writeText(url);
+      statusEl.textContent = `Copied ${url}`;
+    } catch {
+      window.prompt("Job link", url); // no clipboard permission (e.g. plain http): show it
+    }
+  });
+
   function resetOutput() {
     clearError();
     stopPlayback();
@@ -451,6 +470,7 @@
     $("stat-rtf").textContent = "–";
     $("stat-seed").textContent = "–";
     $("reuse-seed").hidden = true;
+    $("copy-job").hidden = true;
     replayBtn.disabled = true;
     setDownload(null);
     app.dataset.bytes = "0";
@@ -539,6 +559,7 @@
     switch (event.type) {
       case "queued": {
         j.seed = event.seed;
+        showJobLink(event.job_id);
         $("stat-seed").textContent = String(event.seed);
         $("reuse-seed").hidden = false;
         app.dataset.position = String(event.position);

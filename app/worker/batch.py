@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from bark_core.audio import pcm16_samples, to_pcm16
 from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import BarkError
@@ -24,7 +26,7 @@ from bark_core.voices import language_of
 from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed, ServiceError, from_core
 from ..queue.connection import REDIS_DOWN
 from ..queue.consumer import Consumer, Delivery
-from ..queue.wire import Chunk, Done, Event, Failed, Started
+from ..queue.wire import TOKEN_DTYPE, Chunk, ChunkGeneration, Done, Event, Failed, Started
 from .active import ActiveJob, ActiveJobs
 from .faults import Faults
 from .voice_cache import VoiceCache
@@ -62,6 +64,15 @@ def device_failed(exc: BaseException) -> bool:
     return type(exc).__name__ == "AcceleratorError" or any(
         sign in str(exc) for sign in ("CUDA error", "device-side assert")
     )
+
+
+def generation_of(chunk: AudioChunk) -> ChunkGeneration:
+    """The chunk's tokens as they are kept for resuming the job (issue 17)."""
+
+    def raw(tokens: object) -> bytes:
+        return np.ascontiguousarray(tokens, dtype=TOKEN_DTYPE).tobytes()
+
+    return ChunkGeneration(chunk.chunk_index, raw(chunk.semantic), raw(chunk.coarse), raw(chunk.fine))
 
 
 def failed(err: ServiceError) -> Failed:
@@ -227,7 +238,7 @@ class BatchRunner:
             duration_s=round(chunk.duration_s, 4),
             pause_s=round(chunk.pause_s, 4),
         )
-        self.consumer.emit(row.job_id, event)
+        self.consumer.emit(row.job_id, event, generation_of(chunk))
         if chunk.is_last:
             self._settle(row, self._done(row))
 

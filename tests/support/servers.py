@@ -42,6 +42,8 @@ FAST = {
     "torch_threads": 1,
     # pinned, not `auto`: the tests compare the service's audio with a local float32 pipeline
     "dtype": "float32",
+    # a dropped client cancels its job at once, as the disconnect tests expect
+    "resume_grace_s": 0.0,
     "log_json": True,
 }
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ...core.errors import ModelNotFound
 from ..audio import change_tempo
 from ..deps import Authorized, StateDep
+from ..jobs import IdempotencyKey, ticket_for
 from ..protocol import COMMON_ERRORS, SpeechRequest, audio_content, error_responses
 from ..responders import stream_audio, stream_sse, whole_file
 from ..serving import request_id_of, submit
@@ -30,7 +31,9 @@ _SPEECH: dict[int | str, dict[str, object]] = {
 
 
 @router.post("/v1/audio/speech", response_class=Response, responses=_SPEECH)
-async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Response:
+async def speech(
+    body: SpeechRequest, request: Request, state: StateDep, idempotency_key: IdempotencyKey = None
+) -> Response:
     builtin = await state.voices.builtin()
     if body.model not in OPENAI_MODELS and body.model != builtin.model:
         raise ModelNotFound(f"model {body.model!r} is not served; use one of {sorted(OPENAI_MODELS)}")
@@ -46,6 +49,7 @@ async def speech(body: SpeechRequest, request: Request, state: StateDep) -> Resp
         seed=None,
         request_id=request_id_of(request),
         speed=body.speed,
+        ticket=ticket_for(request, state.settings, "/v1/audio/speech", body, idempotency_key, attended=True),
     )
     # Bark has no rate control: speed is a pitch-preserving time stretch of its output.
     tempo = None if body.speed == 1.0 else partial(change_tempo, speed=body.speed)

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from ...core.errors import InvalidRequest
 from ..audio import STREAMABLE
 from ..deps import Authorized, StateDep
+from ..jobs import IdempotencyKey, ticket_for
 from ..protocol import COMMON_ERRORS, SynthesizeRequest, audio_content, error_responses
 from ..responders import stream_audio, whole_file
 from ..serving import request_id_of, submit
@@ -22,7 +23,9 @@ _AUDIO: dict[int | str, dict[str, object]] = {
 
 
 @router.post("/synthesize", responses=_AUDIO, response_class=Response)
-async def synthesize(body: SynthesizeRequest, request: Request, state: StateDep) -> Response:
+async def synthesize(
+    body: SynthesizeRequest, request: Request, state: StateDep, idempotency_key: IdempotencyKey = None
+) -> Response:
     if body.stream and body.format not in STREAMABLE:
         raise InvalidRequest(
             f"stream=true supports formats {sorted(STREAMABLE)}; got {body.format!r}",
@@ -35,6 +38,7 @@ async def synthesize(body: SynthesizeRequest, request: Request, state: StateDep)
         params=body.generation_params(),
         seed=body.seed,
         request_id=request_id_of(request),
+        ticket=ticket_for(request, state.settings, "/synthesize", body, idempotency_key, attended=True),
     )
     if body.stream:
         return await stream_audio(run, request, body.format)

@@ -7,6 +7,8 @@ finally `done` {duration_s, rtf, samples, chunks} or `error` {error: {...}}. The
 send {"type": "cancel"} at any time. After the terminal event the server closes the
 socket: 1000 after done, 4000 + status after an error (4422, 4429, 4499, 4503, ...).
 A message larger than BARK_MAX_WS_MESSAGE_BYTES closes it with 1009.
+A client whose socket dropped sends {"type": "resume", "job_id", "last_seq"} as its first
+message instead, and gets the job's events and chunks after last_seq.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from bark_core.audio import pcm16_samples
 
@@ -27,6 +30,7 @@ from ...core.errors import Forbidden, InvalidRequest, ServiceError, Unauthorized
 from ...queue.wire import Chunk, Done, Event, Started
 from ..deps import key_is_valid, presented_key
 from ..errors import error_body, status_of
+from ..fair_share import owner_of
 from ..protocol import (
     ChunkEvent,
     DoneEvent,
@@ -36,7 +40,7 @@ from ..protocol import (
     StartedEvent,
     SynthesizeRequest,
 )
-from ..serving import JobRun, request_id_of, submit
+from ..serving import JobRun, Ticket, attach, request_id_of, submit
 from ..state import AppState
 
 log = logging.getLogger(__name__)
@@ -118,16 +122,20 @@ async def ws_synthesize(ws: WebSocket) -> None:
     await ws.accept()
     try:
         raw = await asyncio.wait_for(_first_text(ws), FIRST_MESSAGE_TIMEOUT_S)
-        body = _parse_first(raw, settings.max_ws_message_bytes)
-        request_id = request_id_of(ws)
-        run = await submit(
-            state,
-            text=body.text,
-            voice=body.voice,
-            params=body.generation_params(),
-            seed=body.seed,
-            request_id=request_id,
-        )
+        resume = _resume_of(raw)
+        if resume is not None:  # a client back for its job: every chunk after last_seq
+            run = await attach(state, resume.job_id, owner_of(ws, settings), from_seq=resume.last_seq + 1)
+        else:
+            body = _parse_first(raw, settings.max_ws_message_bytes)
+            run = await submit(
+                state,
+                text=body.text,
+                voice=body.voice,
+                params=body.generation_params(),
+                seed=body.seed,
+                request_id=request_id_of(ws),
+                ticket=Ticket(owner=owner_of(ws, settings)),
+            )
     except _TooBig:
         await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
         return
@@ -154,6 +162,7 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
                 text = message.get("text")
                 if text is not None and _is_cancel(text):
                     log.info("client cancelled", extra={"job_id": run.job.id})
+                    run.cancel_requested = True
                     break
         finally:
             gone.set()
@@ -201,6 +210,24 @@ async def _send_event(ws: WebSocket, run: JobRun, event: Event) -> None:
         )
         await ws.send_text(done.model_dump_json())
         await ws.close(code=1000)
+
+
+class ResumeMessage(BaseModel):
+    """{"type": "resume", "job_id": ..., "last_seq": N}: the first message of a client that
+    lost its socket; it gets the job's chunks after seq N (-1: all of them)."""
+
+    type: Literal["resume"]
+    job_id: str = Field(..., max_length=64)
+    last_seq: int = Field(-1, ge=-1, le=100_000)
+
+
+def _resume_of(raw: str) -> ResumeMessage | None:
+    if '"resume"' not in raw:
+        return None
+    try:
+        return ResumeMessage.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def _is_cancel(text: str) -> bool:
