@@ -108,6 +108,17 @@ def _exponential(
     return q
 
 
+# +inf logits become this: it dominates any real logit and stays finite after division by
+# the smallest temperature (GREEDY_BELOW), so softmax gives that slot all the mass, not NaN.
+POSINF_LOGIT = 1e4
+
+
+def finite(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as float32 with NaN as -inf (never drawn) and +inf as POSINF_LOGIT: half
+    precision can overflow, and one NaN would otherwise spread through softmax to the row."""
+    return torch.nan_to_num(logits.float(), nan=float("-inf"), posinf=POSINF_LOGIT, neginf=float("-inf"))
+
+
 def sample_batch(
     logits: torch.Tensor,  # (B, V) each row's relevant logits
     s: BatchSampling,
@@ -115,7 +126,7 @@ def sample_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) index into each row's logits and (B,) float32 probability given to the last index
     (the EOS slot: 1 or 0 on greedy rows, as the argmax is or is not EOS). Nothing is read back."""
-    x = logits.float()
+    x = finite(logits)
     probs = F.softmax(filter_batch(x, s.top_k, s.top_p) / s.temp[:, None], dim=-1)
     score = torch.where(s.greedy[:, None], x, probs / _exponential(probs.shape, rows, s, probs))
     index = torch.argmax(score, dim=-1)
@@ -144,7 +155,8 @@ def sample_positions(
     """(B, T) tokens, at each row's positions from its start on (the others are unused): argmax
     on greedy rows, else softmax(logits / temp) draws, position after position, from the row's
     generator (as multinomial over the row's (T - start, V) probabilities)."""
-    probs = F.softmax(logits.float() / s.temp[:, None, None], dim=-1)
+    logits = finite(logits)
+    probs = F.softmax(logits / s.temp[:, None, None], dim=-1)
     q = torch.ones_like(probs)
     for b, start in enumerate(starts):
         if not s.greedy_rows[b]:

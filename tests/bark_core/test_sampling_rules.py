@@ -19,7 +19,7 @@ from bark_core.constants import (
 )
 from bark_core.modules import GPTShape, KVCache
 from bark_core.params import GenerationParams
-from bark_core.sampling import BatchSampling, sample_batch, sample_positions
+from bark_core.sampling import BatchSampling, next_token, sample_batch, sample_positions
 from bark_core.stages import RowControl, generate_semantic
 
 
@@ -146,3 +146,16 @@ def test_fine_positions_draw_as_multinomial_over_each_rows_fill() -> None:
             probs = torch.softmax(rows / temp, dim=-1)
             expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(b)).squeeze(-1)
         assert torch.equal(picked[b, start:], expected)
+
+
+def test_non_finite_logits_never_yield_a_nan_draw() -> None:
+    """fp16 can overflow to inf and spread NaN: NaN slots are never drawn, +inf wins greedy."""
+    logits = torch.tensor([0.5, float("nan"), 2.0, float("inf"), -1.0])
+    assert next_token(logits, 0.0, None, None, None)[0] == 3
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        index, eos_p = next_token(logits.clone(), 0.7, None, None, gen)
+        assert index != 1 and eos_p == eos_p  # not NaN
+    nan_row = torch.tensor([0.1, float("nan"), 0.3])
+    gen = torch.Generator().manual_seed(0)
+    assert next_token(nan_row, 1.0, None, None, gen)[0] in (0, 2)
