@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from bark_core.params import GREEDY_BELOW, Continuity, GenerationParams
 
-from .audio import FORMATS, STREAMABLE, AudioFormat
+from .audio import FORMATS, AudioFormat
 
 MAX_TEXT_CHARS = 4096
 MAX_SEED = 2**32 - 1
@@ -74,21 +74,12 @@ class GenerationFields(Strict):
 
 
 class SynthesizeRequest(GenerationFields):
-    # stream=true takes only the raw formats: said in the schema too (JSON Schema if/then).
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "if": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
-            "then": {"properties": {"format": {"enum": list(sorted(STREAMABLE))}}},
-        },
-    )
-
     text: str = Field(
         ..., description="Text to speak, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
     )
     voice: str | None = Field(None, description="Preset id (GET /voices); null = default.")
     format: AudioFormat = Field("wav", description="Audio container/codec.")
-    stream: bool = Field(False, description="Chunked transfer as each sentence is decoded.")
+    stream: bool = Field(False, description="Chunked transfer, each text chunk encoded as it is decoded.")
 
     _text = field_validator("text")(_check_text)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...core.errors import InvalidRequest
-from ..audio import STREAMABLE
 from ..deps import Authorized, StateDep
 from ..protocol import COMMON_ERRORS, SynthesizeRequest, audio_content, error_responses
 from ..responders import stream_audio, whole_file
@@ -23,11 +21,6 @@ _AUDIO: dict[int | str, dict[str, object]] = {
 
 @router.post("/synthesize", responses=_AUDIO, response_class=Response)
 async def synthesize(body: SynthesizeRequest, request: Request, state: StateDep) -> Response:
-    if body.stream and body.format not in STREAMABLE:
-        raise InvalidRequest(
-            f"stream=true supports formats {sorted(STREAMABLE)}; got {body.format!r}",
-            param="format",
-        )
     run = await submit(
         state,
         text=body.text,
