@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from ..core.errors import Cancelled, DeadlineExceeded, QueueFull, Unavailable
 from .connection import BLOCK_MS, REDIS_DOWN, ensure_group_async
 from .keys import Keys
-from .registry import live_workers
+from .registry import live_workers, recently_live
 from .wire import Chunk, Event, Job, Started, WorkerInfo, decode_event, is_terminal
 
 # Atomic "add unless too many are waiting". Waiting = entries in the stream that no worker
@@ -35,6 +35,8 @@ return waiting
 """
 
 MAX_UNSENT_CANCELS = 10_000  # bound on what an outage can make the API remember
+NO_WORKER = "no live worker; start one with `bark-worker`"
+NO_WORKER_YET = "no live worker yet: bark-serve's workers are starting (loading the model); retry"
 ClientGone = Callable[[], Awaitable[bool]]
 
 
@@ -55,6 +57,8 @@ class JobQueue:
         retry_after_s: int,
         job_ttl_s: int,
         heartbeat_ttl_s: float,
+        heartbeat_interval_s: float = 0.0,
+        local_workers: bool = False,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -62,6 +66,11 @@ class JobQueue:
         self.retry_after_s = retry_after_s
         self.job_ttl_s = job_ttl_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
+        # A request that finds no live worker right after they all lapsed (a Redis restart)
+        # waits this long for one to beat again; bark-serve's own workers change the hint.
+        self.worker_wait_s = heartbeat_interval_s
+        self.no_worker = NO_WORKER_YET if local_workers else NO_WORKER
+        self._last_live_at = 0.0  # time.time() the API last saw a live worker
         self._submit = redis.register_script(_SUBMIT_LUA)
         # Cancels Redis was down for: job id -> when it stops mattering (the job's deadline).
         # Without them a job whose client left during an outage runs for nobody afterwards.
@@ -86,8 +95,8 @@ class JobQueue:
     async def submit(self, job: Job) -> int:
         """Queue a job; returns how many jobs are ahead of it. QueueFull / Unavailable."""
         try:
-            if not await self.workers():
-                raise self.unavailable("no live worker; start one with `bark-worker`")
+            if not await self._live_worker_or_wait():
+                raise self.unavailable(self.no_worker)
             position = await self._run_submit(job)
         except REDIS_DOWN as exc:
             raise self.unavailable(f"queue unavailable: {exc.__class__.__name__}") from exc
@@ -96,6 +105,25 @@ class JobQueue:
                 f"queue is full ({-1 - position} jobs waiting); retry later", retry_after_s=self.retry_after_s
             )
         return position
+
+    async def _live_worker_or_wait(self) -> bool:
+        """A live worker now, or (when workers were registered within a TTL) within one
+        heartbeat interval."""
+        if await self.workers():
+            self._last_live_at = time.time()
+            return True
+        recent = time.time() - self._last_live_at < self.heartbeat_ttl_s
+        if self.worker_wait_s <= 0 or not (
+            recent or await recently_live(self.redis, self.keys, self.heartbeat_ttl_s)
+        ):
+            return False
+        deadline = time.monotonic() + self.worker_wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, self.worker_wait_s / 4))
+            if await self.workers():
+                self._last_live_at = time.time()
+                return True
+        return False
 
     async def _run_submit(self, job: Job) -> int:
         args: list[str | int] = [self.keys.group, self.queue_max, job.to_fields()["job"]]
