@@ -88,3 +88,14 @@ async def recently_live(client: aioredis.Redis, keys: Keys, within_s: float) -> 
     """Was a worker registered less than `within_s` ago? After a Redis restart every heartbeat
     has lapsed at once (the AOF keeps the set), and the workers beat again within an interval."""
     return int(await client.zcount(keys.workers_live, time.time() - within_s, "+inf")) > 0
+
+
+def forget_all(client: redis.Redis, keys: Keys) -> int:
+    """Drop every registration (for a fresh embedded Redis: its workers are all new)."""
+    stale = [k for k in client.scan_iter(match=keys.worker("*"), count=1000)]
+    with client.pipeline(transaction=False) as pipe:
+        if stale:
+            pipe.delete(*stale)
+        pipe.delete(keys.workers_live)
+        pipe.execute()
+    return len(stale)
