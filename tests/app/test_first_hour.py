@@ -158,6 +158,12 @@ def test_a_run_after_a_run_with_another_model_shows_only_the_new_one(tmp_path, t
     try:
         voices = _first_answer(url, "/voices", proc)  # before the new worker has loaded
         assert voices["model"] in (None, str(model)) and earlier not in str(voices)
+        early = httpx.post(f"{url}/synthesize", json={"text": "Hi."}, timeout=240)
+        if early.status_code == 503:  # before the worker's first heartbeat: its own, starting
+            assert "workers are starting" in early.json()["error"]["message"]
+            assert "bark-worker" not in early.json()["error"]["message"]
+        else:
+            assert early.status_code == 200  # it beat (loading) first: the job waited for it
         ready = _first_answer(url, "/readyz", proc, timeout=240)
         assert ready["model"] == str(model)
         assert [w["model"] for w in ready["workers"]] == [str(model)]  # the live one, only
