@@ -5,11 +5,11 @@ Whole files: soundfile (libsndfile) writes wav, flac, ogg/vorbis, ogg/opus and m
 
 Streams (`open_stream`): one encoder stays open for the whole job and each chunk's PCM goes
 in as it is decoded, so the bytes out are one valid stream, never files glued together.
-libsndfile writes Ogg (vorbis, opus) strictly front to back, so it streams those; its mp3
-and flac writers seek back at close to fill in a header, so those two go through PyAV with
-a sink that cannot seek (FFmpeg then leaves the length unknown, as streaming muxers do: no
-Xing frame count in mp3, total samples 0 in FLAC's STREAMINFO). The wheels' FFmpeg has no
-libvorbis, hence libsndfile for Ogg.
+PyAV writes mp3, flac, aac and opus into a sink that cannot seek (FFmpeg then leaves the
+length unknown, as streaming muxers do: no Xing frame count in mp3, total samples 0 in FLAC's
+STREAMINFO); libsndfile's mp3 and flac writers seek back at close to fill in a header, which a
+stream cannot, and its Ogg writer hands out only full (~4 KB) pages. The wheels' FFmpeg has
+no libvorbis, so Ogg Vorbis streams through libsndfile (front to back, a page at a time).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ FORMATS: dict[str, FormatInfo] = {
     "wav": FormatInfo("audio/wav", "wav", "WAV", "PCM_16"),
     "flac": FormatInfo("audio/flac", "flac", "FLAC", "PCM_16", av_stream=("flac", "flac")),
     "ogg": FormatInfo("audio/ogg", "ogg", "OGG", "VORBIS"),
-    "opus": FormatInfo("audio/ogg; codecs=opus", "opus", "OGG", "OPUS"),
+    "opus": FormatInfo("audio/ogg; codecs=opus", "opus", "OGG", "OPUS", av_stream=("ogg", "libopus")),
     "mp3": FormatInfo("audio/mpeg", "mp3", "MP3", "MPEG_LAYER_III", av_stream=("mp3", "libmp3lame")),
     "aac": FormatInfo("audio/aac", "aac", av_stream=("adts", "aac")),
     # Raw samples: s16le, 24 kHz, mono (the bytes of the websocket's binary frames too).
@@ -167,6 +167,11 @@ class _TellOnlySink(_Sink):
         return b""
 
 
+# Ogg: close a page every 100 ms of audio (FFmpeg's default is 1 s), so a short chunk's audio
+# leaves with it; a page header costs ~30 bytes.
+_MUXER_OPTIONS: dict[str, dict[str, str]] = {"ogg": {"page_duration": "100000"}}
+
+
 class _AvStream:
     """An FFmpeg muxer + encoder over an unseekable sink."""
 
@@ -177,7 +182,8 @@ class _AvStream:
         self._av = av
         self.sink = _Sink()
         # flush_packets: hand each packet to the sink at once (FFmpeg buffers 32 KB otherwise)
-        self.container: Any = av.open(self.sink, "w", format=muxer, options={"flush_packets": "1"})
+        options = {"flush_packets": "1", **_MUXER_OPTIONS.get(muxer, {})}
+        self.container: Any = av.open(self.sink, "w", format=muxer, options=options)
         self.stream: Any = self.container.add_stream(codec, rate=SAMPLE_RATE, layout="mono")
 
     def _mux(self, frame: Any) -> bytes:
@@ -205,7 +211,7 @@ class _AvStream:
 
 
 class _SoundfileStream:
-    """libsndfile's Ogg writers (vorbis, opus): pages go out front to back."""
+    """libsndfile's Ogg Vorbis writer: pages go out front to back, each once it is full."""
 
     def __init__(self, fmt: str) -> None:
         info = FORMATS[fmt]

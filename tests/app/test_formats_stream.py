@@ -8,7 +8,9 @@ millisecond timestamp on the same clock).
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import time
 
 import av
@@ -123,3 +125,25 @@ def test_openai_speech_streams_compressed_formats(client, redis_url, fmt):
     assert first_at < _last_chunk_written_at(redis_url, job_id)
     samples, rate = _av_decode(data)
     assert len(samples) / rate > 1.0  # six chunks of audio, whole
+
+
+@pytest.mark.service
+def test_openai_sse_sends_a_delta_per_chunk_that_join_into_one_stream(client):
+    body = {
+        "model": "tts-1",
+        "input": SIX_CHUNKS,
+        "voice": "alloy",
+        "response_format": "opus",
+        "stream_format": "sse",
+    }
+    r = client.post("/v1/audio/speech", json=body)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    deltas = [base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta"]
+    assert events[-1]["type"] == "speech.audio.done"
+    assert len(deltas) >= 6  # one per text chunk (and the encoder's tail), not one at the end
+    samples = events[-1]["usage"]["output_tokens"]
+    data = b"".join(deltas)
+    assert data.count(b"OpusHead") == 1
+    decoded, rate = _av_decode(data)
+    assert len(decoded) / rate == pytest.approx(samples / SR, abs=LOSSY_SLACK_S)
