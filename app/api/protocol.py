@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from bark_core.params import GREEDY_BELOW, Continuity, GenerationParams
 
-from .audio import FORMATS, STREAMABLE, AudioFormat
+from .audio import FORMATS, AudioFormat
 
 MAX_TEXT_CHARS = 4096
 MAX_SEED = 2**32 - 1
@@ -89,8 +89,12 @@ class GenerationFields(Strict):
         DEFAULTS.waveform_temp, description=f"Coarse stage temperature; {_GREEDY}."
     )
     fine_temp: Temperature = Field(DEFAULTS.fine_temp, description=f"Fine stage temperature; {_GREEDY}.")
-    top_k: int | None = Field(DEFAULTS.top_k, ge=1, le=10_000)
-    top_p: float | None = Field(DEFAULTS.top_p, gt=0.0, le=1.0)
+    top_k: int | None = Field(
+        DEFAULTS.top_k, ge=1, le=10_000, description="Sample from the k likeliest tokens; null = all."
+    )
+    top_p: float | None = Field(
+        DEFAULTS.top_p, gt=0.0, le=1.0, description="Nucleus sampling: the smallest set of this mass."
+    )
     min_eos_p: float | None = Field(
         DEFAULTS.min_eos_p, ge=0.0, le=1.0, description="Stop once P(EOS) >= this."
     )
@@ -109,15 +113,6 @@ class GenerationFields(Strict):
 
 
 class SynthesizeRequest(GenerationFields):
-    # stream=true takes only the raw formats: said in the schema too (JSON Schema if/then).
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "if": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
-            "then": {"properties": {"format": {"enum": list(sorted(STREAMABLE))}}},
-        },
-    )
-
     text: str = Field(
         ..., description="Text to speak, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
     )
@@ -125,7 +120,7 @@ class SynthesizeRequest(GenerationFields):
         None, max_length=MAX_VOICE_CHARS, description="Preset id (GET /voices); null = default."
     )
     format: AudioFormat = Field("wav", description="Audio container/codec.")
-    stream: bool = Field(False, description="Chunked transfer as each sentence is decoded.")
+    stream: bool = Field(False, description="Chunked transfer, each text chunk encoded as it is decoded.")
 
     _text = field_validator("text")(_check_text)
 
@@ -136,15 +131,26 @@ OpenAIFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 class SpeechRequest(Strict):
     """OpenAI's POST /v1/audio/speech body."""
 
-    model: str = Field(..., min_length=1, max_length=256)
+    model: str = Field(
+        ...,
+        min_length=1,
+        max_length=256,
+        description="tts-1, tts-1-hd, gpt-4o-mini-tts, bark, ...: one model.",
+    )
     input: str = Field(
         ..., description="Text, 1..4096 characters after strip.", json_schema_extra=TEXT_SCHEMA
     )
-    voice: str = Field(..., min_length=1, max_length=MAX_VOICE_CHARS)
-    response_format: OpenAIFormat = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0)
-    stream_format: Literal["audio", "sse"] = "audio"
-    instructions: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    voice: str = Field(
+        ..., min_length=1, max_length=MAX_VOICE_CHARS, description="An OpenAI voice name or a preset id."
+    )
+    response_format: OpenAIFormat = Field("mp3", description="Audio format; always streamed.")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Pitch-preserving time stretch.")
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="The audio bytes, or server-sent events with base64 deltas."
+    )
+    instructions: str | None = Field(
+        None, max_length=MAX_TEXT_CHARS, description="Accepted and ignored: Bark cannot follow them."
+    )
 
     _input = field_validator("input")(_check_text)
 

@@ -1,5 +1,8 @@
 """Turning a JobRun into an HTTP response: a whole file, a chunked stream, or SSE.
 
+Streams of every format are encoded as each chunk arrives, by one encoder kept open for the
+job (app/api/audio.py's open_stream), in a worker thread so the event loop never encodes.
+
 Streams start only once the first audio (or the job's error) is in, so a job that fails
 early still gets a proper status code. After the headers, a failure raises inside the body
 iterator: the server then cuts the connection without the final chunk, and the client sees
@@ -23,7 +26,7 @@ from bark_core.constants import SAMPLE_RATE
 
 from ..core.errors import ServiceError
 from ..queue.wire import Chunk, Event, is_terminal
-from .audio import FORMATS, STREAMABLE, encode, streaming_wav_header
+from .audio import FORMATS, encode, open_stream
 from .serving import JobRun
 
 log = logging.getLogger(__name__)
@@ -88,20 +91,14 @@ async def _first_audio(run: JobRun, request: Request) -> tuple[AsyncIterator[Eve
     return events, head
 
 
-async def _pcm_body(
-    run: JobRun, events: AsyncIterator[Event], head: list[Event], transform: Transform | None
-) -> AsyncIterator[bytes]:
-    def out(pcm: bytes) -> bytes:
-        # Per text chunk: each is a sentence or more, so stretching them apart is seamless.
-        return transform(pcm) if transform is not None else pcm
-
+async def _pcm_body(run: JobRun, events: AsyncIterator[Event], head: list[Event]) -> AsyncIterator[bytes]:
     for event in head:
         if isinstance(event, Chunk):
-            yield out(event.pcm)
+            yield event.pcm
     try:
         async for event in events:
             if isinstance(event, Chunk):
-                yield out(event.pcm)
+                yield event.pcm
     except ServiceError as exc:
         log.warning(
             "aborting stream after headers: %s",
@@ -111,17 +108,37 @@ async def _pcm_body(
         raise StreamAborted(exc.message) from exc
 
 
+async def _encoded_body(
+    run: JobRun, events: AsyncIterator[Event], head: list[Event], fmt: str, transform: Transform | None
+) -> AsyncIterator[tuple[int, bytes]]:
+    """(samples, encoded bytes) per text chunk, then (0, the encoder's tail)."""
+    encoder = open_stream(fmt)
+
+    def encode_chunk(pcm: bytes) -> tuple[int, bytes]:
+        # Per text chunk: each is a sentence or more, so stretching them apart is seamless.
+        if transform is not None:
+            pcm = transform(pcm)
+        return pcm16_samples(pcm), encoder.feed(pcm)
+
+    try:
+        async for pcm in _pcm_body(run, events, head):
+            yield await anyio.to_thread.run_sync(encode_chunk, pcm)
+        yield 0, await anyio.to_thread.run_sync(encoder.finish)
+    finally:
+        encoder.close()
+
+
 async def stream_audio(
     run: JobRun, request: Request, fmt: str, transform: Transform | None = None
 ) -> Response:
-    """Chunked PCM: `wav` gets a header with unknown (0xFFFFFFFF) sizes first."""
+    """Chunked audio as each text chunk is decoded; `wav` gets a header with unknown
+    (0xFFFFFFFF) sizes first, mp3 and flac carry no length either (a live stream's)."""
     events, head = await _first_audio(run, request)
 
     async def body() -> AsyncIterator[bytes]:
-        if fmt == "wav":
-            yield streaming_wav_header()
-        async for piece in _pcm_body(run, events, head, transform):
-            yield piece
+        async for _, piece in _encoded_body(run, events, head, fmt, transform):
+            if piece:
+                yield piece
 
     return _ClosingStream(run, body(), media_type=FORMATS[fmt].media_type, headers=audio_headers(run, fmt))
 
@@ -129,8 +146,7 @@ async def stream_audio(
 async def stream_sse(run: JobRun, request: Request, fmt: str, transform: Transform | None = None) -> Response:
     """OpenAI's stream_format=sse: speech.audio.delta events (base64 audio), then done.
 
-    pcm and wav deltas go out as each text chunk is decoded; other formats cannot be cut
-    into independent pieces here, so their one delta comes at the end."""
+    A delta per text chunk, as it is decoded; the deltas joined are one file of `fmt`."""
     events, head = await _first_audio(run, request)
 
     def delta(audio: bytes) -> bytes:
@@ -138,18 +154,11 @@ async def stream_sse(run: JobRun, request: Request, fmt: str, transform: Transfo
         return f"data: {json.dumps(event)}\n\n".encode()
 
     async def body() -> AsyncIterator[bytes]:
-        first = True
         samples = 0
-        whole: list[bytes] = []
-        async for pcm in _pcm_body(run, events, head, transform):
-            samples += pcm16_samples(pcm)
-            if fmt not in STREAMABLE:
-                whole.append(pcm)  # a compressed format: one delta holding the whole file
-                continue
-            yield delta((streaming_wav_header() + pcm) if (first and fmt == "wav") else pcm)
-            first = False
-        if fmt not in STREAMABLE:
-            yield delta(await anyio.to_thread.run_sync(encode, b"".join(whole), fmt))
+        async for n, piece in _encoded_body(run, events, head, fmt, transform):
+            samples += n
+            if piece:
+                yield delta(piece)
         done = {
             "type": "speech.audio.done",
             "usage": {

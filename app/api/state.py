@@ -36,5 +36,7 @@ class AppState:
             retry_after_s=settings.retry_after_s,
             job_ttl_s=settings.job_ttl_s,
             heartbeat_ttl_s=settings.heartbeat_ttl_s,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            local_workers=settings.redis_url is None,  # bark-serve's embedded Redis and workers
         )
         return cls(settings, redis, keys, queue, VoiceCatalog(redis, keys), Metrics(), Drain())

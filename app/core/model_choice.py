@@ -20,11 +20,14 @@ log = logging.getLogger(__name__)
 
 HUB_PROBE_TIMEOUT_S = 2.0
 
-DEMO_BANNER = (
-    "NO MODEL CONFIGURED AND THE HUGGING FACE HUB IS UNREACHABLE: serving the built-in tiny "
-    "checkpoint with RANDOM weights. Its audio is NOISE. Set BARK_MODEL (or --model) to a "
-    "real Bark checkpoint (hub id or directory) for speech."
-)
+
+def demo_banner(path: str) -> str:
+    """What bark-serve logs when it falls back to the demo checkpoint (named: it is served)."""
+    return (
+        "NO MODEL CONFIGURED AND THE HUGGING FACE HUB IS UNREACHABLE: serving the built-in tiny "
+        f"checkpoint {path} with RANDOM weights. Its audio is NOISE. Set BARK_MODEL (or --model) "
+        "to a real Bark checkpoint (hub id or directory) for speech."
+    )
 
 
 def random_weights_warning(model: str | None) -> str:
@@ -67,8 +70,9 @@ def choose(configured: str | None) -> ModelChoice:
         return ModelChoice(configured, demo=False)
     if hub_reachable():
         return ModelChoice(DEFAULT_MODEL, demo=False)
-    log.warning(DEMO_BANNER)
-    return ModelChoice(make_demo_checkpoint(), demo=True)
+    path = make_demo_checkpoint()
+    log.warning(demo_banner(path))
+    return ModelChoice(path, demo=True)
 
 
 def make_demo_checkpoint() -> str:

@@ -2,6 +2,11 @@
 
     bark-serve [--host H] [--port P] [--workers N] [--model ID_OR_DIR]
 
+With the embedded Redis, what belongs to one run (worker registrations, the built-in voices
+record that names the model) is cleared at start; uploaded voices and queued jobs persist on
+purpose. A worker that cannot load its model with these settings stops bark-serve, which
+then exits CONFIG_ERROR (78).
+
 Ctrl-C or SIGTERM drains the API (503 to new syntheses and /readyz; those in flight finish,
 up to BARK_DRAIN_TIMEOUT_S), then stops the workers (each finishes its job in hand), then
 Redis. A second signal stops the API without waiting; a third exits at once.
@@ -18,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from types import FrameType
 
+import redis
 import uvicorn
 
 from ..api.app import create_app
@@ -25,6 +31,9 @@ from ..api.drain import Drain
 from ..core.logs import configure_logging
 from ..core.model_choice import choose
 from ..core.settings import Settings
+from ..core.startup import CONFIG_ERROR, settings_or_exit
+from ..queue.keys import Keys
+from ..queue.registry import forget_all
 from .embedded_redis import EmbeddedRedis
 from .http_protocol import DenialAwareWSProtocol, guarded_protocol
 from .supervisor import WorkerPool
@@ -81,15 +90,18 @@ class _Server(uvicorn.Server):
     workers and Redis; we install our own handlers instead. A drain, once begun, ends the
     server when nothing is left in flight (checked on uvicorn's 0.1 s tick)."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Drain, pool: WorkerPool | None = None) -> None:
         super().__init__(config)
         self.drain = drain
+        self.pool = pool
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
     async def on_tick(self, counter: int) -> bool:
+        if self.pool is not None and self.pool.failed.is_set():
+            self.should_exit = True  # the workers can never start: nothing to serve
         if self.drain.finished():
             if self.drain.active > 0:
                 log.warning("drain timed out with %d synthesis(es) in flight", self.drain.active)
@@ -109,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if v is not None
     }
-    settings = Settings(**overrides)
+    settings = settings_or_exit("bark-serve", **overrides)
     configure_logging(settings.log_level, settings.log_json, "serve", secrets=settings.all_keys)
 
     redis_server: EmbeddedRedis | None = None
     pool: WorkerPool | None = None
+    code = 0
     server: _Server | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -142,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if url is None:
             redis_server = EmbeddedRedis(settings.data_dir / "redis", settings.redis_maxmemory_mb)
             url = redis_server.start()
+            _fresh_run_state(url, Keys(settings.redis_prefix))
             if settings.workers:
                 choice = choose(settings.model)  # logs the demo banner when it falls back
                 env = {"BARK_REDIS_URL": url, "BARK_MODEL": choice.model}
@@ -155,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log.info("using external redis; start workers with `bark-worker`")
         app = create_app(settings, url)
-        server = _Server(uvicorn_config(app, settings), app.state.bark.drain)
+        server = _Server(uvicorn_config(app, settings), app.state.bark.drain, pool)
         log.info("serving on http://%s:%d", settings.host, settings.port)
         server.run()
+        if pool is not None and pool.failed.is_set():
+            code = CONFIG_ERROR
     except KeyboardInterrupt:
         pass
     finally:
@@ -167,7 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         if redis_server is not None:
             redis_server.stop()
         log.info("stopped")
-    return 0
+    return code
+
+
+def _fresh_run_state(url: str, keys: Keys) -> None:
+    """The embedded Redis is ours: no worker of an earlier run is alive, and the record of
+    the model and its voices is the next worker's to write."""
+    client = redis.Redis.from_url(url)
+    try:
+        forgotten = forget_all(client, keys)
+        client.delete(keys.builtin_voices)
+    finally:
+        client.close()
+    if forgotten:
+        log.info("forgot %d worker registration(s) of an earlier run", forgotten)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Local worker processes for `bark-serve`: start N, restart any that die, stop them all."""
+"""Local worker processes for `bark-serve`: start N, restart any that die, stop them all.
+
+A worker that exits CONFIG_ERROR could not load its model with these settings, and never
+will: it is not restarted, and `failed` tells bark-serve to stop (it said why in its log).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,22 @@ import sys
 import threading
 import time
 
+from ..core.startup import CONFIG_ERROR
 from .processes import child_env, spawn, stop
 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+WORKER_ARGV = (sys.executable, "-m", "app.worker.main")
 
 
 class WorkerPool:
-    def __init__(self, n: int, env: dict[str, str], grace_s: float) -> None:
+    def __init__(
+        self, n: int, env: dict[str, str], grace_s: float, argv: tuple[str, ...] = WORKER_ARGV
+    ) -> None:
         self.n = n
+        self.argv = argv
+        self.failed = threading.Event()  # a worker exited CONFIG_ERROR
         self.env = child_env(**env)
         self.grace_s = grace_s
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
@@ -27,7 +37,7 @@ class WorkerPool:
         self._monitor = threading.Thread(target=self._watch, name="worker-pool", daemon=True)
 
     def _start(self, i: int) -> None:
-        self.procs[i] = spawn([sys.executable, "-m", "app.worker.main"], env=self.env)
+        self.procs[i] = spawn(self.argv, env=self.env)
         log.info("started worker %d (pid %d)", i, self.procs[i].pid)  # type: ignore[union-attr]
 
     def start(self) -> None:
@@ -45,6 +55,9 @@ class WorkerPool:
                 for i, proc in enumerate(self.procs):
                     if proc is None or proc.poll() is None:
                         continue
+                    if proc.returncode == CONFIG_ERROR:
+                        self._give_up(i, proc)
+                        continue
                     if i not in restart_at:
                         delay = RESTART_BACKOFF_S[min(self.failures[i], len(RESTART_BACKOFF_S) - 1)]
                         log.error(
@@ -59,6 +72,17 @@ class WorkerPool:
                     elif time.monotonic() >= restart_at[i]:
                         del restart_at[i]
                         self._start(i)
+
+    def _give_up(self, i: int, proc: subprocess.Popen[bytes]) -> None:
+        self.procs[i] = None
+        if not self.failed.is_set():
+            log.error(
+                "worker %d (pid %d) cannot start with this configuration (its error is above); "
+                "stopping bark-serve",
+                i,
+                proc.pid,
+            )
+        self.failed.set()
 
     def stop(self) -> None:
         """SIGTERM all at once (each finishes its job in hand), then reap them."""

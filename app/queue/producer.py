@@ -21,7 +21,7 @@ from .connection import BLOCK_MS, REDIS_DOWN, ensure_group_async
 from .keys import Keys
 from .keys import lease as lease_key
 from .keys import record as record_key
-from .registry import live_workers
+from .registry import live_workers, recently_live
 from .wire import Chunk, Event, Job, JobRecord, Started, WorkerInfo, decode_event, is_terminal
 
 # Atomic admission, in one script so that concurrent duplicates and floods cannot race:
@@ -84,6 +84,8 @@ class Admitted:
 
 
 MAX_UNSENT_CANCELS = 10_000  # bound on what an outage can make the API remember
+NO_WORKER = "no live worker; start one with `bark-worker`"
+NO_WORKER_YET = "no live worker yet: bark-serve's workers are starting (loading the model); retry"
 ClientGone = Callable[[], Awaitable[bool]]
 
 
@@ -104,6 +106,8 @@ class JobQueue:
         retry_after_s: int,
         job_ttl_s: int,
         heartbeat_ttl_s: float,
+        heartbeat_interval_s: float = 0.0,
+        local_workers: bool = False,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -111,6 +115,11 @@ class JobQueue:
         self.retry_after_s = retry_after_s
         self.job_ttl_s = job_ttl_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
+        # A request that finds no live worker right after they all lapsed (a Redis restart)
+        # waits this long for one to beat again; bark-serve's own workers change the hint.
+        self.worker_wait_s = heartbeat_interval_s
+        self.no_worker = NO_WORKER_YET if local_workers else NO_WORKER
+        self._last_live_at = 0.0  # time.time() the API last saw a live worker
         self._submit = redis.register_script(_SUBMIT_LUA)
         # Cancels Redis was down for: job id -> when it stops mattering (the job's deadline).
         # Without them a job whose client left during an outage runs for nobody afterwards.
@@ -140,8 +149,8 @@ class JobQueue:
         """Queue a job with its record, key limit and Idempotency-Key, atomically.
         QueueFull (the queue's or the key's limit) / Unavailable."""
         try:
-            if not await self.workers():
-                raise self.unavailable("no live worker; start one with `bark-worker`")
+            if not await self._live_worker_or_wait():
+                raise self.unavailable(self.no_worker)
             kind, value = await self._run_submit(job, admission)
         except REDIS_DOWN as exc:
             raise self.unavailable(f"queue unavailable: {exc.__class__.__name__}") from exc
@@ -158,6 +167,25 @@ class JobQueue:
             job_id, _, fingerprint = value.partition(" ")
             return Admitted(job_id, 0, duplicate_of=fingerprint)
         return Admitted(job.id, int(value))
+
+    async def _live_worker_or_wait(self) -> bool:
+        """A live worker now, or (when workers were registered within a TTL) within one
+        heartbeat interval."""
+        if await self.workers():
+            self._last_live_at = time.time()
+            return True
+        recent = time.time() - self._last_live_at < self.heartbeat_ttl_s
+        if self.worker_wait_s <= 0 or not (
+            recent or await recently_live(self.redis, self.keys, self.heartbeat_ttl_s)
+        ):
+            return False
+        deadline = time.monotonic() + self.worker_wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, self.worker_wait_s / 4))
+            if await self.workers():
+                self._last_live_at = time.time()
+                return True
+        return False
 
     async def _run_submit(self, job: Job, a: Admission) -> tuple[str, str]:
         record = a.record

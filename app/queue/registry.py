@@ -67,10 +67,13 @@ class Heartbeat:
 
 
 async def live_workers(client: aioredis.Redis, keys: Keys, ttl_s: float) -> list[WorkerInfo]:
-    """The API side: heartbeats of live workers (an expired one is forgotten on the way)."""
+    """The API side: heartbeats of live workers.
+
+    A lapsed worker stays in the sorted set one TTL longer (then it is forgotten on the way),
+    so `recently_live` can tell a fleet that lapsed a moment ago from none at all."""
     now = time.time()
     async with client.pipeline(transaction=False) as pipe:
-        pipe.zremrangebyscore(keys.workers_live, "-inf", now)
+        pipe.zremrangebyscore(keys.workers_live, "-inf", f"({now - ttl_s}")
         pipe.zrangebyscore(keys.workers_live, now, "+inf")
         _, ids = await pipe.execute()
     if not ids:
@@ -79,3 +82,20 @@ async def live_workers(client: aioredis.Redis, keys: Keys, ttl_s: float) -> list
     infos = [WorkerInfo.from_json(raw) for raw in values if raw is not None]
     # A worker that froze keeps its key until the TTL; trust the timestamp too.
     return [info for info in infos if time.time() - info.ts <= ttl_s]
+
+
+async def recently_live(client: aioredis.Redis, keys: Keys, within_s: float) -> bool:
+    """Was a worker registered less than `within_s` ago? After a Redis restart every heartbeat
+    has lapsed at once (the AOF keeps the set), and the workers beat again within an interval."""
+    return int(await client.zcount(keys.workers_live, time.time() - within_s, "+inf")) > 0
+
+
+def forget_all(client: redis.Redis, keys: Keys) -> int:
+    """Drop every registration (for a fresh embedded Redis: its workers are all new)."""
+    stale = [k for k in client.scan_iter(match=keys.worker("*"), count=1000)]
+    with client.pipeline(transaction=False) as pipe:
+        if stale:
+            pipe.delete(*stale)
+        pipe.delete(keys.workers_live)
+        pipe.execute()
+    return len(stale)

@@ -1,6 +1,8 @@
 """`bark-worker`: load the model once, then consume jobs until SIGTERM/SIGINT.
 
-The first signal finishes the job(s) in hand and exits; a second one exits at once.
+The first signal finishes the job(s) in hand and exits; a second one exits at once. A model
+that cannot be loaded, or a precision the device lacks, exits CONFIG_ERROR (78) after one
+line naming the setting: `bark-serve` does not restart such a worker.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from bark_core.errors import CheckpointError, InvalidParameterError, ModelNotFoundError
+
 from ..core.logs import configure_logging
 from ..core.model_choice import choose, random_weights_warning
 from ..core.settings import Settings
+from ..core.startup import CONFIG_ERROR, env_name, settings_or_exit
 from ..queue.connection import sync_client
 from ..queue.consumer import Consumer
 from ..queue.keys import Keys
@@ -58,7 +63,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "dtype": args.dtype,
         "batch_size": args.batch_size,
     }
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    return settings_or_exit("bark-worker", **{k: v for k, v in given.items() if v is not None})
 
 
 def _device(requested: str) -> str:
@@ -95,6 +100,18 @@ def load_pipeline(settings: Settings, heartbeat: Heartbeat) -> BarkPipeline:
     # `auto` is resolved by the pipeline: publish what it chose
     heartbeat.update(model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo)
     return pipe
+
+
+# What no restart can fix: the checkpoint is absent or malformed, or the precision or device
+# does not exist here (bark_core's typed errors, raised before any job is taken).
+_CONFIG_ERRORS = (ModelNotFoundError, CheckpointError, InvalidParameterError)
+
+
+def config_error_line(settings: Settings, exc: Exception) -> str:
+    """One line naming the setting at fault and its value."""
+    field = getattr(exc, "param", None) if isinstance(exc, InvalidParameterError) else "model"
+    value = getattr(settings, field or "model", None)
+    return f"cannot start: {env_name(field)}={value}: {exc}"
 
 
 def build_worker(
@@ -159,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     heartbeat.update(state="loading")
     loading.start()
-    pipe = load_pipeline(settings, heartbeat)
+    try:
+        pipe = load_pipeline(settings, heartbeat)
+    except _CONFIG_ERRORS as exc:
+        loading.stop()
+        heartbeat.remove()
+        log.error(config_error_line(settings, exc))
+        return CONFIG_ERROR
     worker = build_worker(settings, client, keys, heartbeat, pipe)
     loading.stop()  # from here the worker's Background thread beats
     log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import wave
 
+import av
 import openai
 import pytest
 import soundfile as sf
@@ -28,6 +29,12 @@ def test_create_formats(oai, fmt):
     data = oai.audio.speech.create(
         model="tts-1-hd", voice="nova", input="Formats.", response_format=fmt
     ).read()
+    if fmt == "flac":
+        # streamed: its STREAMINFO leaves the length unknown, which libsndfile cannot read
+        with av.open(io.BytesIO(data)) as c:
+            stream = c.streams.audio[0]
+            assert stream.rate == 24000 and sum(f.samples for f in c.decode(stream)) > 0
+        return
     audio, sr = sf.read(io.BytesIO(data))
     assert sr == 24000 and len(audio) > 0
 

@@ -72,6 +72,7 @@ def test_cancel_frees_the_worker(api, client, workers):
         events, _ = events_of(ws, limit=15)
         assert events[-1]["type"] == "error"
         assert events[-1]["error"]["type"] == "cancelled"
+        assert events[-1]["error"]["message"] == "cancelled by the client"  # not "went away"
         assert ws.close_code == 4499
     assert started is not None
     # the worker drops the job within a decode step: idle long before the job could end

@@ -13,7 +13,7 @@ from ..audio import change_tempo
 from ..deps import Authorized, StateDep
 from ..jobs import IdempotencyKey, ticket_for
 from ..protocol import COMMON_ERRORS, SpeechRequest, audio_content, error_responses
-from ..responders import stream_audio, stream_sse, whole_file
+from ..responders import stream_audio, stream_sse
 from ..serving import request_id_of, submit
 from .voices import OPENAI_MODELS, resolve_voice
 
@@ -55,7 +55,5 @@ async def speech(
     tempo = None if body.speed == 1.0 else partial(change_tempo, speed=body.speed)
     if body.stream_format == "sse":
         return await stream_sse(run, request, body.response_format, tempo)
-    if body.response_format in ("pcm", "wav"):
-        # OpenAI streams its audio; raw formats can be sent as they are decoded.
-        return await stream_audio(run, request, body.response_format, tempo)
-    return await whole_file(run, request, body.response_format, tempo)
+    # OpenAI streams its audio: every format is sent as each chunk is decoded.
+    return await stream_audio(run, request, body.response_format, tempo)

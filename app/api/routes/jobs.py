@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...core.errors import Conflict
-from ..audio import STREAMABLE, AudioFormat
+from ..audio import AudioFormat
 from ..deps import Authorized, StateDep
 from ..fair_share import owner_of
 from ..jobs import IdempotencyKey, JobStatus, JobSubmit, check_webhook, status_of_record, ticket_for
@@ -85,7 +85,7 @@ async def job_audio(
     if record.state in ("failed", "cancelled"):
         raise Conflict(f"job {job_id} {record.state}: {record.error_message}", param="job_id")
     run = await attach(state, job_id, owner, from_seq=from_chunk)
-    if record.state == "done" or format not in STREAMABLE:
+    if record.state == "done":
         return await whole_file(run, request, format)
     return await stream_audio(run, request, format)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...core.errors import InvalidRequest
-from ..audio import STREAMABLE
 from ..deps import Authorized, StateDep
 from ..jobs import IdempotencyKey, ticket_for
 from ..protocol import COMMON_ERRORS, SynthesizeRequest, audio_content, error_responses
@@ -26,11 +24,6 @@ _AUDIO: dict[int | str, dict[str, object]] = {
 async def synthesize(
     body: SynthesizeRequest, request: Request, state: StateDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    if body.stream and body.format not in STREAMABLE:
-        raise InvalidRequest(
-            f"stream=true supports formats {sorted(STREAMABLE)}; got {body.format!r}",
-            param="format",
-        )
     run = await submit(
         state,
         text=body.text,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from bark_core.audio import pcm16_samples
 
-from ...core.errors import Forbidden, InvalidRequest, ServiceError, Unauthorized
+from ...core.errors import Cancelled, Forbidden, InvalidRequest, ServiceError, Unauthorized
 from ...queue.wire import Chunk, Done, Event, Started
 from ..deps import key_is_valid, presented_key
 from ..errors import error_body, status_of
@@ -152,6 +152,7 @@ async def ws_synthesize(ws: WebSocket) -> None:
 
 async def _serve_job(ws: WebSocket, run: JobRun) -> None:
     gone = asyncio.Event()  # set on cancel message or disconnect
+    asked_to_cancel = asyncio.Event()  # the cancel message, said apart in the error event
 
     async def listen() -> None:
         try:
@@ -163,6 +164,7 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
                 if text is not None and _is_cancel(text):
                     log.info("client cancelled", extra={"job_id": run.job.id})
                     run.cancel_requested = True
+                    asked_to_cancel.set()
                     break
         finally:
             gone.set()
@@ -180,6 +182,8 @@ async def _serve_job(ws: WebSocket, run: JobRun) -> None:
         async for event in run.events(client_gone):
             await _send_event(ws, run, event)
     except ServiceError as err:
+        if isinstance(err, Cancelled) and asked_to_cancel.is_set():
+            err = Cancelled("cancelled by the client")
         await _fail(ws, err)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away mid-send
