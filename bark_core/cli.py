@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import BarkError
 from .hub import DEFAULT_MODEL
-from .params import GenerationParams
+from .params import CONTINUITY_MODES, GenerationParams
 
 if TYPE_CHECKING:
     from .voices import VoicePreset
@@ -70,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULTS.max_duration_s,
         help="seconds per text chunk; caps semantic tokens at round(S * 49.9)",
     )
-    syn.add_argument("--continuity", choices=["fixed", "rolling"], default=DEFAULTS.continuity)
+    syn.add_argument(
+        "--continuity",
+        choices=list(CONTINUITY_MODES),
+        default=DEFAULTS.continuity,
+        help="default: fixed with a voice, anchor without",
+    )
     syn.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     syn.add_argument(
         "--dtype",
