@@ -79,6 +79,10 @@ def _run(server, make_api, make_workers):
                     first_ok_s = time.monotonic() - back_at
             time.sleep(0.1)
     time.sleep(LOAD_AFTER_S)
+    # the load goes on until some client has started a job after recovery: on a slow machine a
+    # client can still be in its pre-outage job when LOAD_AFTER_S ends
+    ready_at_mono = back_at + (ready_s if ready_s is not None else 0.0)
+    wait_until(lambda: any(s > ready_at_mono and r.ended_at for s, r in list(results)), 90, 0.2)
     stop.set()
     for t in threads:
         t.join(90)
