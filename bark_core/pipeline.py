@@ -38,6 +38,7 @@ from .modules import (
     pack_cpu_models,
     quantize_int8,
 )
+from .offload import OffloadedStage
 from .params import GenerationParams, semantic_tokens_for
 from .planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, PlannedChunk, plan_chunks
 from .scheduler import BATCHED, STAGES, StageQueues
@@ -151,6 +152,8 @@ class BarkPipeline:
         self.dtype = dtype
         self.offload = offload
         self.is_random_demo = is_random_demo
+        # offloaded stages rest in pinned host memory (made once) between their turns
+        self._offloaded = {id(m): OffloadedStage(m) for m in (semantic, coarse, fine)} if offload else {}
         # the planner's limits for every request's chunks (set them after `load` to change)
         self.chunk_target_s = DEFAULT_TARGET_S
         self.first_chunk_s: float | None = DEFAULT_FIRST_CHUNK_S
@@ -180,7 +183,8 @@ class BarkPipeline:
         if device == "cpu" and dtype == "float32":
             choice = _pack(pack, semantic, coarse, fine)
             log.info("cpu linears: %s", choice.describe())
-        codec: torch.nn.Module = bark.codec_model.to("cpu" if offload else device).eval()
+        # EnCodec stays on the device even with offload: it is small, and it runs for every chunk
+        codec: torch.nn.Module = bark.codec_model.to(device).eval()
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)
         return cls(
@@ -202,15 +206,15 @@ class BarkPipeline:
     @contextmanager
     def _on_device(self, module: M) -> Iterator[M]:
         """With offload, bring one stage to the GPU for its use and send it back after."""
-        if not self.offload:
+        stage = self._offloaded.get(id(module))
+        if stage is None:
             yield module
             return
-        module.to(self.device)
+        stage.to_device(self.device)
         try:
             yield module
         finally:
-            module.to("cpu")
-            torch.cuda.empty_cache()
+            stage.to_host()
 
     def encode_text(self, text: str) -> np.ndarray:
         ids = self.tokenizer.encode(normalize_whitespace(text), add_special_tokens=False)
@@ -223,11 +227,10 @@ class BarkPipeline:
         """EnCodec: (8, T) codes -> float32 audio of T * 320 samples."""
         if fine.shape[1] == 0:
             return np.zeros(0, dtype=np.float32)
-        with self._on_device(self.codec) as codec:
-            device = next(codec.parameters()).device
-            codes = torch.from_numpy(fine).to(device)[:, None, :]  # (n_q, B=1, T)
-            codec_any: Any = codec  # transformers' EncodecModel
-            audio = codec_any.decoder(codec_any.quantizer.decode(codes))
+        device = next(self.codec.parameters()).device
+        codes = torch.from_numpy(fine).to(device)[:, None, :]  # (n_q, B=1, T)
+        codec_any: Any = self.codec  # transformers' EncodecModel
+        audio = codec_any.decoder(codec_any.quantizer.decode(codes))
         return audio.squeeze().float().cpu().numpy().astype(np.float32).reshape(-1)
 
     # ------------------------------------------------------------------ generation
