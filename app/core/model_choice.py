@@ -25,8 +25,9 @@ def demo_banner(path: str) -> str:
     """What bark-serve logs when it falls back to the demo checkpoint (named: it is served)."""
     return (
         "NO MODEL CONFIGURED AND THE HUGGING FACE HUB IS UNREACHABLE: serving the built-in tiny "
-        f"checkpoint {path} with RANDOM weights. Its audio is NOISE. Set BARK_MODEL (or --model) "
-        "to a real Bark checkpoint (hub id or directory) for speech."
+        f"checkpoint {path} with RANDOM weights. Its audio is NOISE, each chunk cut near its "
+        "text's estimated spoken length (random weights never end a sentence). Set BARK_MODEL "
+        "(or --model) to a real Bark checkpoint (hub id or directory) for speech."
     )
 
 
@@ -38,8 +39,8 @@ def random_weights_warning(model: str | None) -> str:
     """
     return (
         f"the model {model} has RANDOM weights (a checkpoint made by bark_core's checkpoint "
-        "maker): its audio is NOISE. Set BARK_MODEL (or --model) to a real Bark checkpoint "
-        "(hub id or directory) for speech."
+        "maker): its audio is NOISE, each chunk cut near its text's estimated spoken length. Set "
+        "BARK_MODEL (or --model) to a real Bark checkpoint (hub id or directory) for speech."
     )
 
 
