@@ -51,7 +51,19 @@ def _parser() -> argparse.ArgumentParser:
         "4.31's); safetensors: transformers 5's save_pretrained",
     )
 
-    syn = sub.add_parser("synthesize", help="text to a 24 kHz mono WAV")
+    _synthesize_parser(sub.add_parser("synthesize", help="text to a 24 kHz mono WAV"))
+
+    voices = sub.add_parser("voices", help="list the model's voice presets")
+    voices.add_argument("--model", default=None, help=DEFAULT_MODEL_HELP)
+    voices.add_argument("--revision", default=None)
+
+    down = sub.add_parser("download", help="prefetch a hub model into the HF cache")
+    down.add_argument("model", nargs="?", default=None, help=DEFAULT_MODEL_HELP)
+    down.add_argument("--revision", default=None)
+    return parser
+
+
+def _synthesize_parser(syn: argparse.ArgumentParser) -> None:
     syn.add_argument("text")
     syn.add_argument("-o", "--output", type=Path, required=True, help="output .wav")
     syn.add_argument("--model", default=None, help=DEFAULT_MODEL_HELP)
@@ -68,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-duration",
         type=_positive_seconds,
         default=DEFAULTS.max_duration_s,
-        help="seconds per text chunk; caps semantic tokens at round(S * 49.9)",
+        help="seconds per text chunk: the semantic stage stops where bark 0.1.5 does",
     )
     syn.add_argument(
         "--continuity",
@@ -81,8 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=["float32", "bfloat16", "float16", "int8", "auto"],
         default="float32",
-        help="int8: CPU, dynamic int8 linear layers; auto: fp16 on CUDA, bf16 on CPUs with native "
-        "bf16, else fp32",
+        help="int8: CPU, dynamic int8 linear layers; auto: bf16 on sm80+ GPUs, fp16 on older ones, "
+        "bf16 on CPUs with native bf16, else fp32",
     )
     syn.add_argument("--offload", action="store_true", help="CUDA: keep idle stages on the CPU")
     syn.add_argument(
@@ -91,15 +103,6 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="write the (last chunk's) generation as a reusable .npz preset",
     )
-
-    voices = sub.add_parser("voices", help="list the model's voice presets")
-    voices.add_argument("--model", default=None, help=DEFAULT_MODEL_HELP)
-    voices.add_argument("--revision", default=None)
-
-    down = sub.add_parser("download", help="prefetch a hub model into the HF cache")
-    down.add_argument("model", nargs="?", default=None, help=DEFAULT_MODEL_HELP)
-    down.add_argument("--revision", default=None)
-    return parser
 
 
 def _progress_bars() -> tuple[Callable[[str, int, int], None], Callable[[], None]]:

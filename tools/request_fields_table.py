@@ -8,10 +8,7 @@ python -m tools.request_fields_table --check    # exit 1 when README.md's tables
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,9 +17,10 @@ from app.api.protocol import MAX_TEXT_CHARS, SpeechRequest, SynthesizeRequest
 from app.core.settings import Settings
 from bark_core.voices import VOICE_ID_RE
 
+from .readme_section import Section
+
 BEGIN = "<!-- request-fields:begin (python -m tools.request_fields_table --write) -->"
 END = "<!-- request-fields:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
 _BOUNDS = (("minimum", ">= "), ("exclusiveMinimum", "> "), ("maximum", "<= "), ("exclusiveMaximum", "< "))
 
 
@@ -96,36 +94,9 @@ def tables() -> str:
     )
 
 
-def render(readme: str) -> str:
-    """`readme` with the text between the markers replaced by the current tables."""
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{tables()}\n{END}{tail}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.request_fields_table")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
-    args = parser.parse_args(argv)
-    if not (args.write or args.check):
-        print(tables())
-        return 0
-    current = README.read_text(encoding="utf-8")
-    fresh = render(current)
-    if args.write:
-        README.write_text(fresh, encoding="utf-8")
-        return 0
-    if fresh != current:
-        print(
-            "README.md's request fields are stale: run `python -m tools.request_fields_table --write`",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+SECTION = Section("python -m tools.request_fields_table", BEGIN, END, tables, "request fields")
+render = SECTION.render
+main = SECTION.main
 
 
 if __name__ == "__main__":

@@ -7,17 +7,16 @@ python -m tools.settings_table --check    # exit 1 when README.md's table is sta
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from pydantic_core import PydanticUndefined
 
 from app.core.settings import Settings
 
+from .readme_section import Section
+
 BEGIN = "<!-- settings-table:begin (python -m tools.settings_table --write) -->"
 END = "<!-- settings-table:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _default(field_name: str) -> str:
@@ -48,34 +47,9 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def render(readme: str) -> str:
-    """`readme` with the text between the markers replaced by the current table."""
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.settings_table")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="rewrite the table in README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
-    args = parser.parse_args(argv)
-    if not (args.write or args.check):
-        print(table())
-        return 0
-    current = README.read_text(encoding="utf-8")
-    fresh = render(current)
-    if args.write:
-        README.write_text(fresh, encoding="utf-8")
-        return 0
-    if fresh != current:
-        stale = "README.md's settings table is stale: run `python -m tools.settings_table --write`"
-        print(stale, file=sys.stderr)
-        return 1
-    return 0
+SECTION = Section("python -m tools.settings_table", BEGIN, END, table, "settings table")
+render = SECTION.render
+main = SECTION.main
 
 
 if __name__ == "__main__":

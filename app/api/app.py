@@ -24,6 +24,17 @@ from .state import AppState
 log = logging.getLogger(__name__)
 
 
+ROUTERS = (
+    synthesize.router,
+    jobs.router,
+    openai_route.router,
+    ws.router,
+    voices.router,
+    health.router,
+    docs.router,
+)
+
+
 def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
     url = redis_url or settings.redis_url
     if url is None:
@@ -56,19 +67,14 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
     )
     app.state.bark = state
     errors.install(app)
-    routers = (
-        synthesize.router,
-        jobs.router,
-        openai_route.router,
-        ws.router,
-        voices.router,
-        health.router,
-        docs.router,
-    )
-    for router in routers:
+    for router in ROUTERS:
         app.include_router(router)
     _install_static(app, settings)
+    _install_middleware(app, settings, state)
+    return app
 
+
+def _install_middleware(app: FastAPI, settings: Settings, state: AppState) -> None:
     # Outermost first in the request path: request id -> HEAD as GET -> header count and Host
     # -> CORS -> key check -> body limit -> app. Nothing before the key check reads the body.
     app.add_middleware(
@@ -89,7 +95,6 @@ def create_app(settings: Settings, redis_url: str | None = None) -> FastAPI:
     app.add_middleware(EdgeChecks, settings=settings)
     app.add_middleware(HeadAsGet)
     app.add_middleware(RequestContext, metrics=state.metrics)
-    return app
 
 
 def _install_static(app: FastAPI, settings: Settings) -> None:

@@ -28,7 +28,7 @@ from ..queue.producer import Admission, ClientGone
 from ..queue.wire import Chunk, Done, Event, Failed, Job, JobRecord, Started
 from .budget import check_audio_budget
 from .fair_share import count_submission, label_of, limit_for
-from .protocol import MAX_SEED
+from .protocol import MAX_SEED, GenerationFields
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,16 @@ class Ticket:
     webhook_url: str = ""
 
 
+async def submit_request(
+    state: AppState, body: GenerationFields, text: str, voice: str | None, request_id: str, ticket: Ticket
+) -> JobRun:
+    """`submit` for a request model of our own (/synthesize, /jobs, the websocket)."""
+    params = body.generation_params()
+    return await submit(
+        state, text=text, voice=voice, params=params, seed=body.seed, request_id=request_id, ticket=ticket
+    )
+
+
 async def submit(
     state: AppState,
     *,
@@ -198,18 +208,7 @@ async def submit(
     label = label_of(ticket.owner, state.settings)
     try:
         etag = await state.voices.etag(voice) if voice else None
-        now = time.time()
-        job = Job(
-            id=uuid.uuid4().hex,
-            text=text,
-            voice=voice,
-            voice_etag=etag,
-            params=params,
-            seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
-            submitted_at=now,
-            deadline=now + state.settings.request_timeout_s,
-            request_id=request_id,
-        )
+        job = _new_job(state, text, voice, etag, params, seed, request_id)
         admitted = await state.queue.admit(job, _admission(state, job, ticket))
     except REDIS_DOWN as exc:
         raise state.queue.unavailable("queue unavailable") from exc
@@ -219,16 +218,7 @@ async def submit(
         raise
     if admitted.duplicate_of is not None:
         count_submission(state.metrics.registry, label, "duplicate")
-        if admitted.duplicate_of != ticket.fingerprint:
-            raise InvalidRequest(
-                "this Idempotency-Key was already used with a different request body; "
-                "use a new key for a new request",
-                param="Idempotency-Key",
-            )
-        log.info("idempotent retry: the earlier job", extra={"job_id": admitted.job_id})
-        earlier = await attach(state, admitted.job_id, ticket.owner)
-        earlier.duplicate = True
-        return earlier
+        return await _earlier_run(state, admitted.job_id, admitted.duplicate_of, ticket)
     count_submission(state.metrics.registry, label, "admitted")
     extra = {
         "job_id": job.id,
@@ -239,6 +229,44 @@ async def submit(
     }
     log.info("job queued", extra={**extra, "key": label})
     return JobRun(state, job, admitted.position, attended=ticket.attended)
+
+
+def _new_job(
+    state: AppState,
+    text: str,
+    voice: str | None,
+    etag: str | None,
+    params: dict[str, Any],
+    seed: int | None,
+    request_id: str,
+) -> Job:
+    """The job, its seed fixed here so that any re-run reproduces it."""
+    now = time.time()
+    return Job(
+        id=uuid.uuid4().hex,
+        text=text,
+        voice=voice,
+        voice_etag=etag,
+        params=params,
+        seed=secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
+        submitted_at=now,
+        deadline=now + state.settings.request_timeout_s,
+        request_id=request_id,
+    )
+
+
+async def _earlier_run(state: AppState, job_id: str, fingerprint: str, ticket: Ticket) -> JobRun:
+    """An Idempotency-Key seen before: its job's run, if the body is the same one."""
+    if fingerprint != ticket.fingerprint:
+        raise InvalidRequest(
+            "this Idempotency-Key was already used with a different request body; "
+            "use a new key for a new request",
+            param="Idempotency-Key",
+        )
+    log.info("idempotent retry: the earlier job", extra={"job_id": job_id})
+    earlier = await attach(state, job_id, ticket.owner)
+    earlier.duplicate = True
+    return earlier
 
 
 def _admission(state: AppState, job: Job, ticket: Ticket) -> Admission:

@@ -30,6 +30,26 @@ def redis_binary() -> str:
 DEFAULT_MAXMEMORY_MB = 1024
 
 
+def server_argv(socket: Path, data_dir: Path, maxmemory_mb: int = DEFAULT_MAXMEMORY_MB) -> list[str]:
+    """redis-server on a private unix socket only, with an append-only file under `data_dir`."""
+    options = {
+        "port": "0",
+        "unixsocket": str(socket),
+        "unixsocketperm": "700",
+        "dir": str(data_dir),
+        "appendonly": "yes",
+        "appendfsync": "everysec",
+        "save": "",
+        "daemonize": "no",
+        "loglevel": "warning",
+        # A bound, and never evict: at the bound writes fail (503s, upload refusals) while
+        # every queued job and output stream stays. A deployed Redis needs the same two.
+        "maxmemory": f"{maxmemory_mb}mb",
+        "maxmemory-policy": "noeviction",
+    }
+    return [redis_binary(), *(item for name, value in options.items() for item in (f"--{name}", value))]
+
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, maxmemory_mb: int = DEFAULT_MAXMEMORY_MB) -> None:
         self.data_dir = data_dir
@@ -46,33 +66,7 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir = Path(tempfile.mkdtemp(prefix="bark-redis-"))  # 0700
         sock = self.socket_dir / "redis.sock"
-        argv = [
-            redis_binary(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-            # A bound, and never evict: at the bound writes fail (503s, upload refusals) while
-            # every queued job and output stream stays. A deployed Redis needs the same two.
-            "--maxmemory",
-            f"{self.maxmemory_mb}mb",
-            "--maxmemory-policy",
-            "noeviction",
-        ]
+        argv = server_argv(sock, self.data_dir, self.maxmemory_mb)
         self.proc = spawn(argv, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(unix_socket_path=str(sock), socket_timeout=1)

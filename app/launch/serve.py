@@ -111,67 +111,28 @@ class _Server(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {
-        k: v
-        for k, v in {
-            "host": args.host,
-            "port": args.port,
-            "workers": args.workers,
-            "model": args.model,
-        }.items()
-        if v is not None
-    }
-    settings = settings_or_exit("bark-serve", **overrides)
+    given = {"host": args.host, "port": args.port, "workers": args.workers, "model": args.model}
+    settings = settings_or_exit("bark-serve", **{k: v for k, v in given.items() if v is not None})
     configure_logging(settings.log_level, settings.log_json, "serve", secrets=settings.all_keys)
-
     redis_server: EmbeddedRedis | None = None
     pool: WorkerPool | None = None
+    signals = _Signals(settings.api_drain_s)
+    signal.signal(signal.SIGINT, signals.on_signal)
+    signal.signal(signal.SIGTERM, signals.on_signal)
     code = 0
-    server: _Server | None = None
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # 1st: drain (503 to new work, in-flight runs finish); 2nd: stop now, letting
-        # responses being sent finish; 3rd: exit at once.
-        if server is None:
-            raise KeyboardInterrupt
-        if not server.drain.draining:
-            server.drain.begin(settings.api_drain_s)
-            log.info(
-                "signal %d: draining %d synthesis(es) in flight (up to %.0f s)",
-                signum,
-                server.drain.active,
-                settings.api_drain_s,
-            )
-            return
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
-        log.info("signal %d: shutting down", signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         url = settings.redis_url
         if url is None:
             redis_server = EmbeddedRedis(settings.data_dir / "redis", settings.redis_maxmemory_mb)
             url = redis_server.start()
             _fresh_run_state(url, Keys(settings.redis_prefix))
-            if settings.workers:
-                choice = choose(settings.model)  # logs the demo banner when it falls back
-                env = {"BARK_REDIS_URL": url, "BARK_MODEL": choice.model}
-                if settings.torch_threads is None:
-                    # N workers share the cores: oversubscribed torch threads spin and crawl.
-                    # The tiny demo model is all per-op overhead: one thread is ~10x faster.
-                    threads = 1 if choice.demo else max(1, (os.cpu_count() or 1) // settings.workers)
-                    env["BARK_TORCH_THREADS"] = str(threads)
-                pool = WorkerPool(settings.workers, env, settings.worker_drain_s)
-                pool.start()
+            pool = _start_workers(settings, url) if settings.workers else None
         else:
             log.info("using external redis; start workers with `bark-worker`")
         app = create_app(settings, url)
-        server = _Server(uvicorn_config(app, settings), app.state.bark.drain, pool)
+        signals.server = _Server(uvicorn_config(app, settings), app.state.bark.drain, pool)
         log.info("serving on http://%s:%d", settings.host, settings.port)
-        server.run()
+        signals.server.run()
         if pool is not None and pool.failed.is_set():
             code = CONFIG_ERROR
     except KeyboardInterrupt:
@@ -184,6 +145,44 @@ def main(argv: list[str] | None = None) -> int:
             redis_server.stop()
         log.info("stopped")
     return code
+
+
+class _Signals:
+    """1st signal: drain (503 to new work, in-flight runs finish); 2nd: stop now, letting
+    responses being sent finish; 3rd: exit at once. Before the server runs: stop."""
+
+    def __init__(self, drain_s: float) -> None:
+        self.drain_s = drain_s
+        self.server: _Server | None = None
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        server = self.server
+        if server is None:
+            raise KeyboardInterrupt
+        if not server.drain.draining:
+            server.drain.begin(self.drain_s)
+            active = server.drain.active
+            log.info(
+                "signal %d: draining %d synthesis(es) in flight (up to %.0f s)", signum, active, self.drain_s
+            )
+            return
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+        log.info("signal %d: shutting down", signum)
+
+
+def _start_workers(settings: Settings, url: str) -> WorkerPool:
+    choice = choose(settings.model)  # logs the demo banner when it falls back
+    env = {"BARK_REDIS_URL": url, "BARK_MODEL": choice.model}
+    if settings.torch_threads is None:
+        # N workers share the cores: oversubscribed torch threads spin and crawl.
+        # The tiny demo model is all per-op overhead: one thread is ~10x faster.
+        threads = 1 if choice.demo else max(1, (os.cpu_count() or 1) // settings.workers)
+        env["BARK_TORCH_THREADS"] = str(threads)
+    pool = WorkerPool(settings.workers, env, settings.worker_drain_s)
+    pool.start()
+    return pool
 
 
 def _fresh_run_state(url: str, keys: Keys) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from app.launch.embedded_redis import redis_binary
+from app.launch.embedded_redis import server_argv
 from app.queue.keys import Keys
 from app.queue.wire import Event, decode_event
 from tests.support.servers import REPO, Workers
@@ -146,25 +146,7 @@ class RestartableRedis:
 
     def start(self, timeout_s: float = 10.0) -> float:
         """Start and wait until it answers (AOF loaded); returns the monotonic time it did."""
-        argv = [
-            redis_binary(),
-            "--port",
-            "0",
-            "--unixsocket",
-            str(self.socket),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--loglevel",
-            "warning",
-        ]
+        argv = server_argv(self.socket, self.data_dir)
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)

@@ -15,7 +15,7 @@ from ..fair_share import owner_of
 from ..jobs import IdempotencyKey, JobStatus, JobSubmit, check_webhook, status_of_record, ticket_for
 from ..protocol import COMMON_ERRORS, audio_content, error_responses
 from ..responders import stream_audio, whole_file
-from ..serving import attach, find_record, request_id_of, submit
+from ..serving import attach, find_record, request_id_of, submit_request
 from ..webhooks import notify_when_done
 
 router = APIRouter(dependencies=[Authorized], tags=["jobs"])
@@ -38,15 +38,7 @@ async def create_job(
     ticket = ticket_for(
         request, state.settings, "/jobs", body, idempotency_key, attended=False, webhook=webhook
     )
-    run = await submit(
-        state,
-        text=body.text,
-        voice=body.voice,
-        params=body.generation_params(),
-        seed=body.seed,
-        request_id=request_id_of(request),
-        ticket=ticket,
-    )
+    run = await submit_request(state, body, body.text, body.voice, request_id_of(request), ticket)
     await run.close()  # the job runs on; this request only queued it
     if webhook and not run.duplicate:
         notify_when_done(state, run.job.id, webhook, run.job.deadline)

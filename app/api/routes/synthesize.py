@@ -9,7 +9,7 @@ from ..deps import Authorized, StateDep
 from ..jobs import IdempotencyKey, ticket_for
 from ..protocol import COMMON_ERRORS, SynthesizeRequest, audio_content, error_responses
 from ..responders import stream_audio, whole_file
-from ..serving import request_id_of, submit
+from ..serving import request_id_of, submit_request
 
 router = APIRouter(dependencies=[Authorized], tags=["synthesis"])
 
@@ -24,15 +24,8 @@ _AUDIO: dict[int | str, dict[str, object]] = {
 async def synthesize(
     body: SynthesizeRequest, request: Request, state: StateDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    run = await submit(
-        state,
-        text=body.text,
-        voice=body.voice,
-        params=body.generation_params(),
-        seed=body.seed,
-        request_id=request_id_of(request),
-        ticket=ticket_for(request, state.settings, "/synthesize", body, idempotency_key, attended=True),
-    )
+    ticket = ticket_for(request, state.settings, "/synthesize", body, idempotency_key, attended=True)
+    run = await submit_request(state, body, body.text, body.voice, request_id_of(request), ticket)
     if body.stream:
         return await stream_audio(run, request, body.format)
     return await whole_file(run, request, body.format)

@@ -40,7 +40,7 @@ from ..protocol import (
     StartedEvent,
     SynthesizeRequest,
 )
-from ..serving import JobRun, Ticket, attach, request_id_of, submit
+from ..serving import JobRun, Ticket, attach, request_id_of, submit_request
 from ..state import AppState
 
 log = logging.getLogger(__name__)
@@ -127,15 +127,8 @@ async def ws_synthesize(ws: WebSocket) -> None:
             run = await attach(state, resume.job_id, owner_of(ws, settings), from_seq=resume.last_seq + 1)
         else:
             body = _parse_first(raw, settings.max_ws_message_bytes)
-            run = await submit(
-                state,
-                text=body.text,
-                voice=body.voice,
-                params=body.generation_params(),
-                seed=body.seed,
-                request_id=request_id_of(ws),
-                ticket=Ticket(owner=owner_of(ws, settings)),
-            )
+            ticket = Ticket(owner=owner_of(ws, settings))
+            run = await submit_request(state, body, body.text, body.voice, request_id_of(ws), ticket)
     except _TooBig:
         await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
         return
