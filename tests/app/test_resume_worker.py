@@ -5,6 +5,7 @@ delivery from the first chunk not written, with the kept generations as history.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -15,9 +16,10 @@ import pytest
 from app.queue.connection import sync_client
 from app.queue.consumer import Consumer, Delivery
 from app.queue.keys import Keys
-from app.queue.wire import Chunk, Done, Event, Job, Started, decode_event
+from app.queue.wire import Chunk, ChunkGeneration, Done, Event, Job, Started, decode_event
 from app.worker.active import ActiveJobs
 from app.worker.batch import BatchRunner
+from app.worker.resume import resume_point
 from app.worker.voice_cache import VoiceCache
 from bark_core.pipeline import BarkPipeline
 from bark_core.types import AudioChunk, SynthesisRequest
@@ -126,3 +128,24 @@ def test_a_job_that_died_after_its_last_chunk_is_settled_without_generating(
     assert again.generated == []
     assert [e.seq for e in events if isinstance(e, Chunk)] == [0, 1, 2, 3]
     assert isinstance(events[-1], Done) and events[-1].chunks == 4
+
+
+def test_written_reads_a_long_stream_back_and_the_start_needs_every_generation(
+    redis_url: str, pipeline: BarkPipeline
+) -> None:
+    consumer, _ = _setup(redis_url, pipeline)
+    job_id = uuid.uuid4().hex
+    gen = ChunkGeneration(0, b"\x01\x00" * 4, b"\x02\x00" * 6, b"\x03\x00" * 24)
+    consumer.emit(job_id, Started("w", 1, 1))
+    for seq in range(40):  # more than a page
+        keep = None if seq == 37 else dataclasses.replace(gen, seq=seq)
+        consumer.emit(job_id, Chunk(seq, b"\x00\x00" * (seq + 1), n_chunks=50), keep)
+    written = consumer.written(job_id)
+    assert written.next_seq == 40 and written.n_chunks == 50
+    assert written.samples == {seq: seq + 1 for seq in range(40)}
+    point = resume_point(written)
+    # chunk 37's generation is missing: it and the chunks after it are generated again
+    assert point.start_chunk == 37 and sorted(point.history) == list(range(37))
+    assert point.samples == sum(range(1, 38)) and not point.finished
+    voice = point.history[5]
+    assert voice.semantic.tolist() == [1] * 4 and voice.coarse.shape == (2, 3) and voice.fine.shape == (8, 3)
