@@ -16,16 +16,21 @@ admitted later gets the next free row.
 Every chunk samples from its own generator, seeded from (request seed, chunk index), so its
 tokens do not depend on when it ran or beside what. Chunks leave in order: a decoded chunk
 waits until the ones before it have left.
+
+A resumed request (`start_chunk` > 0, its earlier chunks' generations in `history`) starts at
+that chunk as if the chunks before it had just been generated: same indices, same seeds, same
+history, so on CPU its later chunks equal an uninterrupted run's bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .errors import InvalidParameterError
 from .params import Continuity, GenerationParams, resolve_continuity
 from .planner import PlannedChunk
 from .types import AudioChunk, SynthesisRequest
@@ -96,6 +101,24 @@ class RequestState:
         self._history = request.voice
         self._decoded: dict[int, AudioChunk] = {}
         self.sent = 0
+        self._resume(request.start_chunk, request.history)
+
+    def _resume(self, start: int, history: Mapping[int, VoicePreset]) -> None:
+        """Chunks before `start` count as generated (with their kept generations) and sent."""
+        if not 0 <= start <= self.n_chunks:
+            raise InvalidParameterError(
+                f"start_chunk must be in [0, {self.n_chunks}], got {start}", param="start_chunk"
+            )
+        needed = {"anchor": 0, "rolling": start - 1}.get(self.continuity)
+        if start > 0 and needed is not None and needed not in history:
+            raise InvalidParameterError(
+                f"resuming at chunk {start} ({self.continuity}) needs chunk {needed}'s generation",
+                param="history",
+            )
+        for index in sorted(i for i in history if i < start):
+            self._keep_history(index, history[index])
+        self._generated.update(range(start))
+        self.started = self.sent = start
 
     @property
     def n_chunks(self) -> int:
@@ -125,10 +148,13 @@ class RequestState:
     def on_generated(self, chunk: Chunk) -> None:
         """Its fine codes exist: the chunks that wait for its history may start."""
         self._generated.add(chunk.index)
-        if chunk.coarse.shape[1] == 0:  # nothing generated: no voice to pass on
+        self._keep_history(chunk.index, chunk.as_voice())
+
+    def _keep_history(self, index: int, generation: VoicePreset) -> None:
+        if generation.coarse.shape[1] == 0:  # nothing generated: no voice to pass on
             return
-        if self.continuity == "rolling" or (self.continuity == "anchor" and chunk.index == 0):
-            self._history = chunk.as_voice()
+        if self.continuity == "rolling" or (self.continuity == "anchor" and index == 0):
+            self._history = generation
 
     def on_decoded(self, audio_chunk: AudioChunk) -> list[AudioChunk]:
         """Keep a decoded chunk; return those that may leave now, in order."""

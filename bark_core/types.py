@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,13 @@ class SynthesisRequest:
     #: the text's language ("en", "zh", ...; the voice preset's, e.g. voices.language_of),
     #: for sentence splitting; None: guessed from the script
     language: str | None = None
+    #: resuming a request: its chunks before this one are not generated again (a client has
+    #: them); the planner splits the same text the same way, so the chunk indices agree
+    start_chunk: int = 0
+    #: the generations of the chunks before `start_chunk`, by chunk index (at least what the
+    #: continuity needs: chunk 0 for anchor, chunk start_chunk-1 for rolling), so the chunks
+    #: after continue from exactly the voice the client already heard
+    history: Mapping[int, VoicePreset] = field(default_factory=dict)
 
 
 @dataclass

@@ -23,7 +23,18 @@ from .keys import Keys
 from .keys import generation as generation_key
 from .keys import lease as lease_key
 from .keys import record as record_key
-from .wire import Chunk, ChunkGeneration, Done, Event, Failed, Job, JobRecord, Started, encode_event
+from .wire import (
+    Chunk,
+    ChunkGeneration,
+    Done,
+    Event,
+    Failed,
+    Job,
+    JobRecord,
+    Started,
+    decode_event,
+    encode_event,
+)
 
 # A job's record is updated only while it exists (a job queued by an older API has none,
 # and an expired one must not come back half-written).
@@ -58,6 +69,26 @@ if active and active ~= '' then redis.call('ZREM', active, ARGV[1]) end
 return 1
 """
 TOMBSTONE_S = 86_400  # how long "expired" is told apart from "never existed"
+_PAGE = 32  # output stream entries read at a time when a reclaimed job's is read back
+
+
+@dataclass
+class Written:
+    """What earlier deliveries of a job wrote to its output stream: each chunk's samples by
+    seq, the job's chunk count (None: no chunk yet) and the kept generations by seq."""
+
+    samples: dict[int, int]
+    n_chunks: int | None
+    generations: dict[int, ChunkGeneration]
+
+    @property
+    def next_seq(self) -> int:
+        """The first chunk the client does not have (chunks are written in order)."""
+        seq = 0
+        while seq in self.samples:
+            seq += 1
+        return seq
+
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +186,9 @@ class Consumer:
     def emit(self, job_id: str, event: Event, generation: ChunkGeneration | None = None) -> None:
         """Append an event; a chunk's `generation` is kept beside it, for resuming."""
         key = self.keys.out(job_id)
-        with self.redis.pipeline(transaction=False) as pipe:
+        # MULTI: a chunk is never written without its generation (a reclaiming worker resumes
+        # after the last chunk written, with that chunk's generation as its history)
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(key, encode_event(event))  # type: ignore[arg-type]
             pipe.expire(key, self.stream_ttl_s)
             if generation is not None:
@@ -166,6 +199,21 @@ class Consumer:
             if progress is not None:
                 self._progress(keys=[record_key(self.keys, job_id)], args=progress, client=pipe)
             pipe.execute()
+
+    def written(self, job_id: str) -> Written:
+        """Read back a reclaimed job's output so far, a page at a time (it may be long)."""
+        key, samples, n_chunks, start = self.keys.out(job_id), {}, None, "-"
+        while True:
+            page: Any = self.redis.xrange(key, start, "+", count=_PAGE)
+            for _, fields in page:
+                event = decode_event(fields)
+                if isinstance(event, Chunk):
+                    samples[event.seq], n_chunks = len(event.pcm) // 2, event.n_chunks  # s16: 2 bytes
+            if len(page) < _PAGE:
+                break
+            start = "(" + page[-1][0].decode()
+        raw: Any = self.redis.hgetall(generation_key(self.keys, job_id))
+        return Written(samples, n_chunks, ChunkGeneration.all_from_hash(raw))
 
     def finish(self, delivery: Delivery, event: Event) -> None:
         """Write the terminal event and settle the entry, atomically (MULTI/EXEC)."""

@@ -29,6 +29,7 @@ from ..queue.consumer import Consumer, Delivery
 from ..queue.wire import TOKEN_DTYPE, Chunk, ChunkGeneration, Done, Event, Failed, Started
 from .active import ActiveJob, ActiveJobs
 from .faults import Faults
+from .resume import ResumePoint, resume_point
 from .voice_cache import VoiceCache
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,11 @@ class Row:
     samples: int = 0
     chunks: int = 0
     finished: bool = False
+    resumed: ResumePoint = dataclasses.field(default_factory=ResumePoint)  # what it starts after
+
+    def restart(self) -> None:
+        """Count from where this delivery started (the chunks before it are the client's)."""
+        self.samples, self.chunks = self.resumed.samples, self.resumed.start_chunk
 
     @property
     def job_id(self) -> str:
@@ -137,6 +143,8 @@ class BatchRunner:
         except TypeError as exc:  # a field this version does not know
             self.consumer.finish(delivery, failed(GenerationFailed(f"bad job: {exc}")))
             return None
+        # a redelivery (its worker died) starts after the chunks already written
+        point = resume_point(self.consumer.written(job.id)) if delivery.deliveries > 1 else ResumePoint()
         active = self.active.add(delivery)
         request = SynthesisRequest(
             text=job.text,
@@ -145,11 +153,20 @@ class BatchRunner:
             seed=job.seed,
             should_cancel=active.should_cancel,
             language=language_of(job.voice) if job.voice else None,
+            start_chunk=point.start_chunk,
+            history=point.history,
         )
         self.consumer.emit(job.id, Started(self.worker_id, delivery.deliveries, batch))
-        log.info("job started", extra={"job_id": job.id, "attempt": delivery.deliveries})
+        log.info(
+            "job started",
+            extra={"job_id": job.id, "attempt": delivery.deliveries, "start_chunk": point.start_chunk},
+        )
         self.faults.on_start(job)
-        return Row(delivery, request, active, time.perf_counter())
+        row = Row(delivery, request, active, time.perf_counter(), resumed=point)
+        row.restart()
+        if point.finished:  # it died after its last chunk, before its terminal event
+            self._settle(row, self._done(row))
+        return row
 
     def _run_rows(self, rows: list[Row], more: MoreJobs | None = None, max_rows: int = 1) -> None:
         """`rows` grows by the jobs that join; the pipeline numbers them in the same order."""
@@ -159,7 +176,7 @@ class BatchRunner:
             self._stream(rows, more, max_rows)
         except REDIS_DOWN:
             # Not the rows' fault, and nothing can be written: leave them pending; they are
-            # reclaimed (and re-run from seq 0) once Redis is back.
+            # reclaimed (and resumed after their last chunk written) once Redis is back.
             raise
         except Exception as exc:
             if device_failed(exc):
@@ -194,11 +211,11 @@ class BatchRunner:
     def _on_failure(self, rows: list[Row], exc: Exception) -> None:
         unfinished = [row for row in rows if not row.finished]
         if len(unfinished) > 1 and not isinstance(exc, BarkError):
-            # One row may have broken the batch: give each its own run (from seq 0 again;
-            # the API skips chunks it already forwarded).
+            # One row may have broken the batch: give each its own run (from its delivery's
+            # start again; the API skips chunks it already forwarded).
             log.exception("batch of %d failed; retrying rows one by one", len(unfinished))
             for row in unfinished:
-                row.samples = row.chunks = 0
+                row.restart()
                 self._run_rows([row])
             return
         if isinstance(exc, BarkError):

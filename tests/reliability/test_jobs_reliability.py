@@ -9,7 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 from websockets.sync.client import connect
 
 from tests.support.ws import read_until_done
@@ -26,41 +25,63 @@ def _status(c: httpx.Client, job_id: str, **kw: object) -> dict:
     return r.json()
 
 
-def test_async_job_survives_a_worker_sigkill(make_api, make_workers):
-    from app.queue.wire import Chunk
+def _follow(ws_url: str, job_id: str) -> tuple[list[int], bytes]:
+    """A websocket client following the job from its first chunk to its end: the chunk seqs
+    it received and the audio joined."""
+    with connect(f"{ws_url}/ws/synthesize") as ws:
+        ws.send(json.dumps({"type": "resume", "job_id": job_id, "last_seq": -1}))
+        events, pcm = read_until_done(ws, timeout=120)
+    return [e["seq"] for e in events if e["type"] == "chunk"], pcm
 
+
+def _chunk_seqs_by_attempt(pool, job_id: str) -> list[list[int]]:  # type: ignore[no-untyped-def]
+    from app.queue.wire import Chunk, Started
+
+    attempts: list[list[int]] = []
+    for _, event in out_events(pool.redis, pool.keys, job_id):
+        if isinstance(event, Started):
+            attempts.append([])
+        elif isinstance(event, Chunk):
+            attempts[-1].append(event.seq)
+    return attempts
+
+
+def test_async_job_survives_a_worker_sigkill(make_api, make_workers):
     prefix = new_prefix("jobkill")
     pool = make_workers(prefix, 2)
     api = make_api(prefix)
     body = {"text": sentences(8), "seed": 77}
-    with httpx.Client(base_url=api.url, timeout=120) as c:
+    with httpx.Client(base_url=api.url, timeout=120) as c, ThreadPoolExecutor(1) as follower:
         job_id = c.post("/jobs", json=body).json()["id"]
+        followed = follower.submit(_follow, api.ws_url, job_id)
         assert wait_until(lambda: _status(c, job_id)["chunks_done"] >= 2, 60)
         beats = {h["id"]: h["pid"] for h in pool.heartbeats()}
         worker = pool.redis.hget(f"{prefix}:job:{job_id}:meta", "worker").decode()
-        written_at_kill = _status(c, job_id)["chunks_done"]
         pool.kill(beats[worker])
         assert wait_until(lambda: _status(c, job_id)["status"] in ("done", "failed", "cancelled"), 120)
         final = _status(c, job_id)
+        ws_seqs, ws_audio = followed.result(timeout=120)
         audio = c.get(f"/jobs/{job_id}/audio", params={"format": "pcm"}).content
         reference = c.post("/synthesize", json={**body, "format": "pcm"}).content
-    generated = sum(1 for _, e in out_events(pool.redis, pool.keys, job_id) if isinstance(e, Chunk))
+    attempts = _chunk_seqs_by_attempt(pool, job_id)
+    n = final["n_chunks"]
     record(
         "jobs_sigkill",
-        n_chunks=final["n_chunks"],
-        written_at_kill=written_at_kill,
-        chunks_generated=generated,
+        n_chunks=n,
+        written_at_kill=len(attempts[0]),
+        chunks_generated=sum(len(a) for a in attempts),
+        generated_by_reclaimer=len(attempts[-1]),
         attempts=final["attempt"],
         status=final["status"],
         victim=worker,
     )
-    assert final["status"] == "done" and final["attempt"] == 2
-    assert audio == reference  # resumed, the client's audio is whole and exact
-    if generated != final["n_chunks"]:
-        pytest.xfail(
-            f"redo, not resume: {generated} chunks generated for {final['n_chunks']} "
-            "(needs bark_core to start a job at a chunk with the kept history: issue 17 part 3)"
-        )
+    assert final["status"] == "done" and final["attempt"] == 2 and len(attempts) == 2
+    killed_at = len(attempts[0])
+    assert 2 <= killed_at < n and attempts[0] == list(range(killed_at))
+    # resume, not redo: the reclaiming worker generated only the chunks not yet written
+    assert attempts[1] == list(range(killed_at, n))
+    assert ws_seqs == list(range(n))  # the client following the job got each chunk once
+    assert audio == reference and ws_audio == reference  # whole and exact across the kill
 
 
 def test_retried_submissions_create_no_duplicates(make_api, workers):
