@@ -273,8 +273,9 @@ class JobQueue:
         """The job's events in order, each chunk `seq` at most once, ending at its terminal.
 
         `client_gone` is polled between reads; when it says so, Cancelled is raised (the
-        caller then cancels the job). A job re-run after a worker crash starts again at seq 0
-        with the same seed: chunks already forwarded are skipped, not repeated. Chunks below
+        caller then cancels the job). A job reclaimed after a worker crash resumes after its
+        last written chunk; where it starts over instead (no kept generation, or a failed batch
+        retried row by row) chunks already forwarded are skipped, not repeated. Chunks below
         `from_seq` are skipped too (a resumed reader has them). With `lease_ms`, the job's
         lease is renewed on every read: an attended job lives while someone reads it."""
         follower = _Follower(self, job_id, deadline, client_gone)
