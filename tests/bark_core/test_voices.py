@@ -11,6 +11,7 @@ import pytest
 
 from bark_core.errors import InvalidVoiceError, UnknownVoiceError
 from bark_core.voices import VoiceLibrary, VoicePreset, language_of
+from tests.support.required import PRESETS_ENV, skip_or_fail
 
 # the 130 real v2 presets of suno-ai/bark, beside the repository (never copied into it)
 SHARED_VOICES = Path(__file__).resolve().parents[3] / "shared" / "voices" / "v2"
@@ -34,7 +35,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 def test_every_real_v2_preset_is_accepted() -> None:
     files = sorted(SHARED_VOICES.glob("*.npz"))
     if not files:
-        pytest.skip(f"the real presets are not at {SHARED_VOICES}")
+        skip_or_fail(PRESETS_ENV, f"the real presets are not at {SHARED_VOICES}")
     assert len(files) == 130
     for path in files:
         preset = VoicePreset.from_npz_file(path)
