@@ -1,8 +1,10 @@
 """Finding and loading an HF-format Bark checkpoint: a hub id (pinned revision) or a directory.
 
 transformers is the loader (`BarkModel.from_pretrained`: safetensors first, a torch pickle only
-through its `weights_only=True` path, no remote code); we insist that every weight in the file
-matches a parameter and vice versa, then move the sub-models' tensors into our own modules.
+through its `weights_only=True` path, one file or shards with an index, no remote code); we
+insist that every weight in the file matches a parameter and vice versa, then move the
+sub-models' tensors into our own modules. The causal-mask buffers are not weights: a file
+without them (as other converters write) loads, and they are rebuilt.
 """
 
 from __future__ import annotations
@@ -16,31 +18,33 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, ModelNotFoundError
-from .maker import MARKER_FILE, make_checkpoint
+from .hub import CONFIG_PATTERNS, DEFAULT_MODEL, WEIGHT_PATTERNS, hub_offline
+from .maker import MAKER_VERSION, MARKER_FILE, make_checkpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "suno/bark-small"
-# Files of the hub layout we need; the pickle only when a repo has no safetensors.
-_HUB_PATTERNS = [
-    "config.json",
-    "generation_config.json",
-    "*.safetensors",
-    "*.safetensors.index.json",
-    "tokenizer*",
-    "vocab.txt",
-    "special_tokens_map.json",
-    "speaker_embeddings_path.json",
-    "speaker_embeddings/**",
+__all__ = [  # DEFAULT_MODEL lives in bark_core.hub (torch-free) and is re-exported here
+    "DEFAULT_MODEL",
+    "LoadedCheckpoint",
+    "demo_checkpoint_dir",
+    "has_weights",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "submodel_state",
 ]
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _MASK_BUFFER = re.compile(r"^layers\.\d+\.attn\.bias$")  # transformers' causal-mask buffer
+_MASK_KEY = re.compile(r"^(semantic|coarse_acoustics)\.layers\.\d+\.attn\.bias$")
 DEMO_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bark-serve"
 
 
 def demo_checkpoint_dir() -> Path:
-    """The built-in tiny random checkpoint, made once and cached. Its audio is noise."""
-    target = DEMO_CACHE / "tiny-random-v1"
+    """The built-in tiny random checkpoint, made once and cached. Its audio is noise.
+
+    The directory is named by the maker's version, so a cache made by an older maker is
+    never served again."""
+    target = DEMO_CACHE / f"tiny-random-v{MAKER_VERSION}"
     if not (target / MARKER_FILE).is_file():
         tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         make_checkpoint(tmp, size="tiny", seed=0)
@@ -68,7 +72,6 @@ def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
-    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
         LocalEntryNotFoundError,
@@ -76,30 +79,49 @@ def _download(repo_id: str, revision: str | None) -> Path:
         RevisionNotFoundError,
     )
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     hint = (
         f"Set BARK_MODEL (or --model) to a local checkpoint directory, run "
         f"`bark-tts download {repo_id}` where the hub is reachable, or make a random-weight "
         f"one with `bark-tts make-checkpoint DIR`."
     )
     try:
-        local = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS))
-        if not any(local.glob("*.safetensors")):
-            local = Path(
-                snapshot_download(
-                    repo_id, revision=revision, allow_patterns=[*_HUB_PATTERNS, "pytorch_model.bin"]
-                )
-            )
+        local = _snapshot(repo_id, revision)
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise ModelNotFoundError(f"{repo_id}@{revision or 'main'} does not exist on the hub. {hint}") from exc
     except LocalEntryNotFoundError as exc:
-        why = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
         raise ModelNotFoundError(
             f"{repo_id} is not in the local Hugging Face cache and {why}. {hint}"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelNotFoundError(f"could not download {repo_id}: {exc}. {hint}") from exc
+    if not has_weights(local):
+        raise CheckpointError(
+            f"{repo_id}@{revision or 'main'} holds no weights transformers can load "
+            "(model.safetensors or pytorch_model.bin, or a sharded index of either)"
+        )
     return local
+
+
+def _snapshot(repo_id: str, revision: str | None) -> Path:
+    """The config, tokenizer and preset files, then one kind of weights: safetensors when the
+    repo has them, else the torch pickle (what suno/bark-small holds). Never the original
+    code's text.pt/coarse.pt/fine.pt that suno/bark also carries."""
+    from huggingface_hub import snapshot_download
+
+    local = Path("")
+    for weights in WEIGHT_PATTERNS:
+        local = Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=[*CONFIG_PATTERNS, *weights])
+        )
+        if has_weights(local):
+            break
+    return local
+
+
+def has_weights(root: Path) -> bool:
+    """Whether `root` holds weights transformers loads: one file, or an index of shards."""
+    return any((root / name).is_file() for group in WEIGHT_PATTERNS for name in group if "*" not in name)
 
 
 @dataclass
@@ -123,6 +145,16 @@ def load_checkpoint(root: Path) -> LoadedCheckpoint:
         tokenizer = BertTokenizer.from_pretrained(root)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot load the checkpoint in {root}: {exc}") from exc
+    missing = {str(k) for k in info.get("missing_keys", ())}
+    masks = {k for k in missing if _MASK_KEY.match(k)}
+    _check_keys(root, {**info, "missing_keys": missing - masks})
+    _rebuild_masks(bark, masks)
+    marker = root / MARKER_FILE
+    is_random = marker.is_file() and bool(json.loads(marker.read_text()).get("random_weights"))
+    return LoadedCheckpoint(root, bark.eval(), tokenizer, is_random)
+
+
+def _check_keys(root: Path, info: dict[str, Any]) -> None:
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(str(k) for k in info.get(kind, ()))
@@ -131,9 +163,18 @@ def load_checkpoint(root: Path) -> LoadedCheckpoint:
             problems.append(f"{kind.replace('_', ' ')}: {shown}")
     if problems:
         raise CheckpointError(f"checkpoint {root} does not match Bark's weights: " + "; ".join(problems))
-    marker = root / MARKER_FILE
-    is_random = marker.is_file() and bool(json.loads(marker.read_text()).get("random_weights"))
-    return LoadedCheckpoint(root, bark.eval(), tokenizer, is_random)
+
+
+def _rebuild_masks(bark: Any, keys: set[str]) -> None:
+    """The causal masks a file left out: lower-triangular, as the attention builds them."""
+    import torch
+
+    for key in keys:
+        attn = bark.get_submodule(key.removesuffix(".bias"))
+        size = attn.bias.shape[-1]
+        attn.bias = torch.tril(torch.ones((size, size), dtype=torch.bool)).view(1, 1, size, size)
+    if keys:
+        log.info("rebuilt %d causal-mask buffers the checkpoint does not store", len(keys))
 
 
 def submodel_state(module: Any) -> dict[str, Any]:

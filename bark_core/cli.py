@@ -11,14 +11,21 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BarkError
+from .hub import DEFAULT_MODEL
+from .params import GenerationParams
 
-DEFAULT_MODEL_HELP = "hub id or checkpoint directory (default: $BARK_MODEL, else suno/bark-small)"
+if TYPE_CHECKING:
+    from .voices import VoicePreset
+
+DEFAULT_MODEL_HELP = f"hub id or checkpoint directory (default: $BARK_MODEL, else {DEFAULT_MODEL})"
+DEFAULTS = GenerationParams()  # the library's defaults are the CLI's
 
 
 def _default_model() -> str:
-    return os.environ.get("BARK_MODEL") or "suno/bark-small"
+    return os.environ.get("BARK_MODEL") or DEFAULT_MODEL
 
 
 def _positive_seconds(value: str) -> float:
@@ -36,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("directory", type=Path)
     make.add_argument("--size", choices=["tiny", "small"], default="tiny")
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument(
+        "--layout",
+        choices=["hub", "safetensors"],
+        default="hub",
+        help="hub: pytorch_model.bin and configs as suno/bark-small holds them (transformers "
+        "4.31's); safetensors: transformers 5's save_pretrained",
+    )
 
     syn = sub.add_parser("synthesize", help="text to a 24 kHz mono WAV")
     syn.add_argument("text")
@@ -44,19 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--revision", default=None, help="hub revision (commit, tag or branch)")
     syn.add_argument("--voice", default=None, help="preset id (see `bark-tts voices`) or a .npz file")
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--text-temp", type=float, default=0.7)
-    syn.add_argument("--waveform-temp", type=float, default=0.7)
-    syn.add_argument("--fine-temp", type=float, default=0.5)
-    syn.add_argument("--top-k", type=int, default=None)
-    syn.add_argument("--top-p", type=float, default=None)
-    syn.add_argument("--min-eos-p", type=float, default=0.2)
+    syn.add_argument("--text-temp", type=float, default=DEFAULTS.text_temp)
+    syn.add_argument("--waveform-temp", type=float, default=DEFAULTS.waveform_temp)
+    syn.add_argument("--fine-temp", type=float, default=DEFAULTS.fine_temp)
+    syn.add_argument("--top-k", type=int, default=DEFAULTS.top_k)
+    syn.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
+    syn.add_argument("--min-eos-p", type=float, default=DEFAULTS.min_eos_p)
     syn.add_argument(
         "--max-duration",
         type=_positive_seconds,
-        default=None,
+        default=DEFAULTS.max_duration_s,
         help="seconds per text chunk; caps semantic tokens at round(S * 49.9)",
     )
-    syn.add_argument("--continuity", choices=["fixed", "rolling"], default="fixed")
+    syn.add_argument("--continuity", choices=["fixed", "rolling"], default=DEFAULTS.continuity)
     syn.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     syn.add_argument(
         "--dtype",
@@ -108,17 +122,30 @@ def _progress_bars() -> tuple[Callable[[str, int, int], None], Callable[[], None
 def _cmd_make(args: argparse.Namespace) -> None:
     from .maker import make_checkpoint
 
-    out = make_checkpoint(args.directory, size=args.size, seed=args.seed)
-    print(f"wrote a random-weight {args.size} checkpoint to {out}")
+    out = make_checkpoint(args.directory, size=args.size, seed=args.seed, layout=args.layout)
+    print(f"wrote a random-weight {args.size} checkpoint ({args.layout} layout) to {out}")
 
 
 def _cmd_voices(args: argparse.Namespace) -> None:
+    """One line per preset (id, language, generation), grouped by language, v2 before v1."""
     from .checkpoint import resolve_checkpoint
     from .voices import VoiceLibrary
 
     library = VoiceLibrary.from_checkpoint(resolve_checkpoint(args.model or _default_model(), args.revision))
-    for info in library.list():
-        print(f"{info.id}\t{info.language_name or '-'}")
+    for group in library.grouped():
+        for info in group.voices:
+            print(f"{info.id}\t{info.language_name or '-'}\t{info.version or '-'}")
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Fail before minutes of loading and generating, not after, on a path we cannot write."""
+    if path.is_dir():
+        raise BarkError(f"{what} {path} is a directory")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise BarkError(f"cannot write {what} {path}: directory {parent} does not exist")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise BarkError(f"cannot write {what} {path}: permission denied")
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
@@ -127,19 +154,8 @@ def _cmd_download(args: argparse.Namespace) -> None:
     print(resolve_checkpoint(args.model or _default_model(), args.revision))
 
 
-def _cmd_synthesize(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from .audio import write_wav
-    from .params import GenerationParams
-    from .pipeline import BarkPipeline, check_precision
-    from .text import split_text
-    from .types import SynthesisRequest
-    from .voices import VoicePreset
-
-    if args.output.suffix.lower() != ".wav":
-        raise BarkError(f"output must be a .wav file, got {args.output}")
-    params = GenerationParams(
+def _params(args: argparse.Namespace) -> GenerationParams:
+    return GenerationParams(
         text_temp=args.text_temp,
         waveform_temp=args.waveform_temp,
         fine_temp=args.fine_temp,
@@ -149,14 +165,38 @@ def _cmd_synthesize(args: argparse.Namespace) -> None:
         max_duration_s=args.max_duration,
         continuity=args.continuity,
     )
+
+
+def _voice_file(voice: str | None) -> VoicePreset | None:
+    """`--voice x.npz`: the operator's own file (a service never takes paths from callers)."""
+    from .voices import VoicePreset
+
+    if not voice or not voice.endswith(".npz"):
+        return None
+    if not Path(voice).is_file():
+        raise BarkError(f"voice file {voice} does not exist")
+    return VoicePreset.from_npz_file(voice)
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> None:
+    if args.output.suffix.lower() != ".wav":
+        raise BarkError(f"output must be a .wav file, got {args.output}")
+    # before torch is even imported: a bad path costs a second, not a whole generation
+    _check_writable(args.output, "output")
+    if args.save_voice:
+        _check_writable(args.save_voice, "--save-voice")
+    params = _params(args)
+
+    import numpy as np
+
+    from .audio import write_wav
+    from .pipeline import BarkPipeline, check_precision
+    from .text import split_text
+    from .types import SynthesisRequest
+
     check_precision(args.device, args.dtype)
     split_text(args.text)  # empty text fails here, before minutes of model loading
-    voice = None
-    if args.voice and args.voice.endswith(".npz"):
-        # the operator's own file; a service never takes paths from callers
-        if not Path(args.voice).is_file():
-            raise BarkError(f"voice file {args.voice} does not exist")
-        voice = VoicePreset.from_npz_file(args.voice)
+    voice = _voice_file(args.voice)
     pipeline = BarkPipeline.load(
         args.model or _default_model(),
         revision=args.revision,

@@ -22,12 +22,14 @@ COARSE_RATE_HZ = 75
 COARSE_SEMANTIC_PAD_TOKEN = 12_048
 COARSE_INFER_TOKEN = 12_050
 MAX_COARSE_HISTORY = 630
-COARSE_WINDOW = 60
+COARSE_WINDOW = 60  # decode steps per sliding window
+COARSE_SEMANTIC_WINDOW = 256  # semantic tokens a coarse window sees (right-padded)
 # coarse tokens (both codebooks) per semantic token: 75 / 49.9 * 2
 SEMANTIC_TO_COARSE_RATIO = COARSE_RATE_HZ / SEMANTIC_RATE_HZ * N_COARSE_CODEBOOKS
 
 # Fine stage: non-causal over 1024 frames, history at most 512 frames.
 FINE_WINDOW = 1024
+FINE_STRIDE = 512  # frames a fine window advances by
 MAX_FINE_HISTORY = 512
 
 # EnCodec 24 kHz: 320 samples per code frame (strides 8 * 5 * 4 * 2).
@@ -38,3 +40,18 @@ SEMANTIC_INPUT_VOCAB = 129_600
 SEMANTIC_OUTPUT_VOCAB = 10_048
 COARSE_VOCAB = 12_096
 FINE_VOCAB = 1_056
+
+
+def semantic_token_cap(max_duration_s: float | None) -> int:
+    """How many semantic tokens the original generates, EOS aside, under `max_gen_duration_s`:
+    it adds 1 / 49.9 s per token and stops once the running sum exceeds the duration, so the
+    cap is the first n whose (float) sum is over it, at most 768. Summed, not n / 49.9, so that
+    the rounding is the original's too."""
+    if max_duration_s is None:
+        return MAX_SEMANTIC_TOKENS
+    total = 0.0
+    for n in range(1, MAX_SEMANTIC_TOKENS + 1):
+        total += 1 / SEMANTIC_RATE_HZ
+        if total > max_duration_s:
+            return n
+    return MAX_SEMANTIC_TOKENS

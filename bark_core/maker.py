@@ -1,10 +1,14 @@
-"""Write a random-weight Bark checkpoint in the exact hub layout of suno/bark-small.
+"""Write a random-weight Bark checkpoint serialized as suno/bark-small really is.
 
 No machine of ours can download real weights, so every test, demo and benchmark runs on a
-checkpoint made here: the real vocabulary sizes, a BERT-style tokenizer, a hand-written
-generation_config.json (transformers 5.x cannot save a BarkGenerationConfig) and voice presets
-with the real ids and realistic shapes. `transformers.BarkModel.from_pretrained` and
-`BarkProcessor.from_pretrained` load it as they load the hub's.
+checkpoint made here: the real vocabulary sizes, a BERT-style tokenizer, the hub's presets
+(v2, v1 and `announcer`) with realistic shapes and dtypes, and a codec whose audio is
+zero-mean noise at a listenable level. Two layouts:
+- `hub` (default): what transformers 4.31 wrote for the hub (bark_core.hub_files): one
+  `pytorch_model.bin`, old weight-norm names, mask and quantizer buffers, tied fine heads
+  stored twice over one storage, legacy config fields, all four tokenizer files.
+- `safetensors`: transformers 5's own `save_pretrained` (model.safetensors, 5.x names).
+`transformers.BarkModel.from_pretrained` and `BarkProcessor.from_pretrained` load both.
 """
 
 from __future__ import annotations
@@ -13,23 +17,32 @@ import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from . import hub_files
 from .constants import (
+    COARSE_RATE_HZ,
     COARSE_VOCAB,
     CODEBOOK_SIZE,
     FINE_VOCAB,
     N_FINE_CODEBOOKS,
     SEMANTIC_INPUT_VOCAB,
     SEMANTIC_OUTPUT_VOCAB,
+    SEMANTIC_RATE_HZ,
     SEMANTIC_VOCAB_SIZE,
 )
-from .voices import LANGUAGES
+from .voices import ANNOUNCER, BUILTIN_VOICE_IDS, INDEX_FILE
 
 Size = Literal["tiny", "small"]
+Layout = Literal["hub", "safetensors"]
+LAYOUTS: tuple[Layout, ...] = ("hub", "safetensors")
 MARKER_FILE = "bark_serve_checkpoint.json"
+# Bumped whenever what the maker writes changes, so cached checkpoints are made again.
+MAKER_VERSION = 2
+# The decoded RMS of random codes the codec is scaled to: -20 dBFS, clearly audible noise.
+CODEC_TARGET_RMS = 0.1
 
 
 @dataclass(frozen=True)
@@ -153,57 +166,124 @@ def _bark_config(shape: Shape) -> dict:
     }
 
 
-def _write_voices(directory: Path, rng: np.random.Generator) -> None:
-    """Presets with the real ids (v2/<lang>_speaker_<n>) and the real arrays' shapes."""
-    index: dict[str, dict[str, str] | str] = {"repo_or_path": str(directory)}
-    emb_dir = directory / "speaker_embeddings" / "v2"
-    emb_dir.mkdir(parents=True, exist_ok=True)
-    for lang in LANGUAGES:
-        for n in range(10):
-            voice_id = f"v2/{lang}_speaker_{n}"
-            n_sem = int(rng.integers(192, 698))
-            n_frames = int(n_sem * 1.503)  # 75 Hz codes per 49.9 Hz semantic tokens
-            arrays = {
-                "semantic_prompt": rng.integers(0, SEMANTIC_VOCAB_SIZE, n_sem, dtype=np.int64),
-                "coarse_prompt": rng.integers(0, CODEBOOK_SIZE, (2, n_frames), dtype=np.int64),
-                "fine_prompt": rng.integers(0, CODEBOOK_SIZE, (N_FINE_CODEBOOKS, n_frames), dtype=np.int64),
-            }
-            entry = {}
-            for key, value in arrays.items():
-                rel = f"speaker_embeddings/{voice_id}_{key}.npy"
-                np.save(directory / rel, value, allow_pickle=False)
-                entry[key] = rel
-            index[voice_id] = entry
-    (directory / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=2))
+def _calibrate_codec(codec: Any, seed: int) -> None:
+    """Make random codes decode to zero-mean noise at CODEC_TARGET_RMS.
 
-
-def make_checkpoint(directory: str | Path, size: Size = "tiny", seed: int = 0) -> Path:
-    """Write a random-weight checkpoint to `directory` and return its path."""
-    # transformers is imported here, not at module import: the API process imports voices only.
+    transformers' random init leaves biases in every decoder conv, which add up to a DC offset
+    far above the signal (mean 0.14 against an RMS of 0.012 about it: it sounds like silence).
+    Without biases the output has no offset; the last conv is then scaled to the target level."""
     import torch
-    from transformers import BarkConfig, BarkModel, BertTokenizer
 
-    if size not in SHAPES:
-        raise ValueError(f"size must be one of {sorted(SHAPES)}, got {size!r}")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    config = BarkConfig(**_bark_config(SHAPES[size]))
-    model = BarkModel(config).eval()
-    # EnCodec initialises its codebooks to zeros, so every code would decode to the same
-    # sound; give them values so that different tokens give different audio.
-    for layer in model.codec_model.quantizer.layers:
+    for layer in codec.quantizer.layers:
+        # EnCodec initialises its codebooks to zeros, so every code would decode to the same
+        # sound; give them values so that different tokens give different audio.
         layer.codebook.embed.normal_(0.0, 1.0)
         layer.codebook.embed_avg.copy_(layer.codebook.embed)
         layer.codebook.cluster_size.fill_(1.0)
-    model.save_pretrained(out, safe_serialization=True)
-    (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))
+    convs = [m for m in codec.decoder.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.ConvTranspose1d)]
+    for conv in convs:
+        if conv.bias is not None:
+            conv.bias.zero_()
+    generator = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, CODEBOOK_SIZE, (N_FINE_CODEBOOKS, 1, 150), generator=generator)
+    rms = float(codec.decoder(codec.quantizer.decode(codes)).pow(2).mean().sqrt())
+    last = convs[-1]
+    last.weight = last.weight.detach() * (CODEC_TARGET_RMS / rms)  # weight norm: sets g and v
+
+
+def _build_model(size: Size, seed: int) -> Any:
+    """A random BarkModel (float32, eval) of `size`, the same for the same seed."""
+    import torch
+    from transformers import BarkConfig, BarkModel
+
+    torch.manual_seed(seed)
+    model = BarkModel(BarkConfig(**_bark_config(SHAPES[size]))).eval()
+    with torch.no_grad():
+        _calibrate_codec(model.codec_model, seed)
+    return model
+
+
+def _save_hub_weights(model: Any, out: Path) -> None:
+    """One torch pickle of the whole state dict under 4.31's names, as the hub holds it."""
+    import torch
+
+    state: dict[str, Any] = model.state_dict()
+    # state_dict() yields the tied fine heads beside their embeddings, over one storage each:
+    # torch.save keeps that sharing, as in the real file.
+    torch.save(hub_files.legacy_state_dict(state), out / "pytorch_model.bin")
+    config = hub_files.legacy_config(model.config.to_dict())
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    generation = hub_files.legacy_generation_config(GENERATION_CONFIG)
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+
+
+def _write_tokenizer(out: Path, layout: Layout) -> None:
+    from transformers import BertTokenizer
 
     vocab = {token: i for i, token in enumerate(_vocab())}
-    BertTokenizer(vocab=vocab, do_lower_case=False).save_pretrained(out)
+    BertTokenizer(vocab=vocab, do_lower_case=False).save_pretrained(out)  # tokenizer.json
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    if layout == "hub":
+        (out / "tokenizer_config.json").write_text(json.dumps(hub_files.TOKENIZER_CONFIG, indent=2) + "\n")
+        (out / "special_tokens_map.json").write_text(json.dumps(hub_files.SPECIAL_TOKENS, indent=2) + "\n")
 
-    _write_voices(out, np.random.default_rng(seed))
-    marker = {"random_weights": True, "size": size, "seed": seed, "maker_version": 1}
+
+def _preset_arrays(voice_id: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random prompts with the real presets' lengths and dtypes: int64 semantic and coarse,
+    int32 fine; uint16 throughout for `announcer`, as in the original's files."""
+    n_sem = 499 if voice_id == ANNOUNCER else int(rng.integers(192, 698))
+    n_frames = round(n_sem * COARSE_RATE_HZ / SEMANTIC_RATE_HZ)  # as the real presets: 499 -> 750
+    arrays: dict[str, np.ndarray] = {
+        "semantic_prompt": rng.integers(0, SEMANTIC_VOCAB_SIZE, n_sem, dtype=np.int64),
+        "coarse_prompt": rng.integers(0, CODEBOOK_SIZE, (2, n_frames), dtype=np.int64),
+        "fine_prompt": rng.integers(0, CODEBOOK_SIZE, (N_FINE_CODEBOOKS, n_frames)).astype(np.int32),
+    }
+    if voice_id == ANNOUNCER:
+        return {key: value.astype(np.uint16) for key, value in arrays.items()}
+    return arrays
+
+
+def _write_voices(directory: Path, rng: np.random.Generator, repo_or_path: str) -> None:
+    """The hub's presets, named as `BarkProcessor.save_pretrained` names them."""
+    index: dict[str, dict[str, str] | str] = {"repo_or_path": repo_or_path}
+    for voice_id in BUILTIN_VOICE_IDS:
+        entry = {}
+        for key, value in _preset_arrays(voice_id, rng).items():
+            rel = f"speaker_embeddings/{voice_id}_{key}.npy"
+            (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+            np.save(directory / rel, value, allow_pickle=False)
+            entry[key] = rel
+        index[voice_id] = entry
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
+
+
+def make_checkpoint(
+    directory: str | Path, size: Size = "tiny", seed: int = 0, layout: Layout = "hub"
+) -> Path:
+    """Write a random-weight checkpoint to `directory` and return its path.
+
+    The same `size` and `seed` give the same weights and presets in either `layout`."""
+    if size not in SHAPES:
+        raise ValueError(f"size must be one of {sorted(SHAPES)}, got {size!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _build_model(size, seed)
+    if layout == "hub":
+        _save_hub_weights(model, out)
+    else:
+        model.save_pretrained(out, safe_serialization=True)
+        (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))
+    _write_tokenizer(out, layout)
+    repo_or_path = hub_files.LEGACY_NAME if layout == "hub" else str(out)
+    _write_voices(out, np.random.default_rng(seed), repo_or_path)
+    marker = {
+        "random_weights": True,
+        "size": size,
+        "seed": seed,
+        "layout": layout,
+        "maker_version": MAKER_VERSION,
+    }
     (out / MARKER_FILE).write_text(json.dumps(marker, indent=2))
     return out

@@ -9,7 +9,10 @@ Shapes: B batch, T new positions, S cache slots, H heads, D head dim, C = H * D.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,14 +35,22 @@ class GPTShape:
 
 
 class KVCache:
-    """Keys and values of every layer for up to `slots` positions, written in place."""
+    """Keys and values of every layer for up to `slots` positions, written in place.
 
-    def __init__(self, shape: GPTShape, batch: int, slots: int, device, dtype) -> None:
+    `static`: every forward attends over all `slots` (the unfilled ones masked) and writes at
+    a device-side counter (`filled`), so that a decode step has the same shapes and no host
+    value in it from one step to the next (what a CUDA graph capture needs). The slots start
+    zeroed: masked keys get weight 0, and 0 * garbage could be NaN."""
+
+    def __init__(self, shape: GPTShape, batch: int, slots: int, device, dtype, static: bool = False) -> None:
         head_dim = shape.hidden_size // shape.num_heads
         size = (shape.num_layers, batch, shape.num_heads, slots, head_dim)
-        self.k = torch.empty(size, device=device, dtype=dtype)
-        self.v = torch.empty(size, device=device, dtype=dtype)
+        alloc = torch.zeros if static else torch.empty
+        self.k = alloc(size, device=device, dtype=dtype)
+        self.v = alloc(size, device=device, dtype=dtype)
         self.length = 0  # slots filled so far, the same for every row
+        self.static = static
+        self.filled = torch.zeros((), dtype=torch.long, device=device)  # `length` on the device (static)
 
     @property
     def slots(self) -> int:
@@ -54,6 +65,8 @@ class KVCache:
         """Make room for at least `slots` positions, keeping what is filled."""
         if slots <= self.slots:
             return
+        if self.static:
+            raise ValueError("a static cache keeps its size: allocate the slots it needs up front")
         grow = (*self.k.shape[:3], slots - self.slots, self.k.shape[4])
         self.k = torch.cat([self.k, self.k.new_empty(grow)], dim=3)
         self.v = torch.cat([self.v, self.v.new_empty(grow)], dim=3)
@@ -77,7 +90,14 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.att_proj(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
-        if cache is not None:
+        if cache is not None and cache.static:
+            # write at the device counter, attend over every slot (mask: the filled ones)
+            at = cache.filled + torch.arange(T, device=x.device)
+            cache.k[layer].index_copy_(2, at, k)
+            cache.v[layer].index_copy_(2, at, v)
+            k, v = cache.k[layer], cache.v[layer]
+            causal = False
+        elif cache is not None:
             start = cache.length
             cache.k[layer, :, :, start : start + T] = k
             cache.v[layer, :, :, start : start + T] = v
@@ -133,10 +153,10 @@ class CausalGPT(nn.Module):
     def device(self) -> torch.device:
         return self.position_embeds_layer.weight.device
 
-    def new_cache(self, batch: int, slots: int) -> KVCache:
+    def new_cache(self, batch: int, slots: int, static: bool = False) -> KVCache:
         # the embeddings keep the activation dtype even when the linear layers are int8
         weight = self.position_embeds_layer.weight
-        return KVCache(self.shape, batch, slots, weight.device, weight.dtype)
+        return KVCache(self.shape, batch, slots, weight.device, weight.dtype, static)
 
     def forward(
         self,
@@ -149,9 +169,13 @@ class CausalGPT(nn.Module):
         """Run the new positions through the model; return the last position's logits (B, V),
         or (B, len(vocab)) for `vocab`."""
         x = embeds + self.position_embeds_layer(positions)
+        if cache.static:
+            mask = _static_mask(cache, embeds.shape[1], mask)
         for i, block in enumerate(self.layers):
             x = block(x, mask, cache, i)
         cache.length += embeds.shape[1]
+        if cache.static:
+            cache.filled += embeds.shape[1]
         # like the original, only the last position goes through the head
         h = self.layernorm_final(x[:, -1])
         weight = getattr(self.lm_head, "weight", None)
@@ -162,6 +186,16 @@ class CausalGPT(nn.Module):
             return F.linear(h, weight[vocab])
         logits = self.lm_head(h)  # an int8 head keeps its weight packed: slice after
         return logits if vocab is None else logits[:, vocab]
+
+
+def _static_mask(cache: KVCache, T: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """(1, 1, T, S): each new position attends to the filled slots up to itself; computed on
+    the device from `cache.filled`, the same shape every step."""
+    if mask is not None:
+        raise ValueError("a static cache builds its own mask (padded batches are not supported yet)")
+    slots = torch.arange(cache.slots, device=cache.k.device)
+    at = cache.filled + torch.arange(T, device=cache.k.device)
+    return (slots[None, :] <= at[:, None])[None, None]
 
 
 class FineGPT(nn.Module):
@@ -249,6 +283,98 @@ def pack_linears(model: CausalGPT | FineGPT, batch_hint: int = 8, head: bool = F
             if isinstance(layer, nn.Linear) and layer.weight.dtype == torch.float32:
                 setattr(parent, name, PackedLinear(layer, batch_hint))
     return True
+
+
+PackMode = Literal["on", "off", "auto"]
+PACK_MODES: tuple[PackMode, ...] = ("on", "off", "auto")
+# auto packs only when packed decode-step linears are at least this much faster: packing
+# changes results in the last bits, so a tie (or timer noise) keeps aten's plain linears
+PACK_MIN_GAIN = 0.05
+
+
+@dataclass(frozen=True)
+class PackChoice:
+    """Whether the CPU linears are packed, and why (the figures auto measured, for the log)."""
+
+    pack: bool
+    reason: str
+    plain_ms: float | None = None
+    packed_ms: float | None = None
+
+    def describe(self) -> str:
+        if self.plain_ms is None or self.packed_ms is None:
+            return f"packed={self.pack} ({self.reason})"
+        return (
+            f"packed={self.pack} ({self.reason}: decode-step linears plain {self.plain_ms:.3f} ms, "
+            f"packed {self.packed_ms:.3f} ms)"
+        )
+
+
+Measure = Callable[[], tuple[float, float]]  # () -> (plain ms, packed ms)
+
+
+def measure_linears(model: CausalGPT | FineGPT, batch: int = 8, repeats: int = 15) -> tuple[float, float]:
+    """The best time (ms) of one block's four linears on a decode step's input ((batch, 1, C)),
+    as aten's plain linears and as PackedLinear, alternated so that both see the same load."""
+    block = model.layers[0]
+    assert isinstance(block, Block)
+    plain: list[nn.Module] = [block.attn.att_proj, block.attn.out_proj, block.mlp.in_proj, block.mlp.out_proj]
+    linears = [m for m in plain if isinstance(m, nn.Linear)]
+    if len(linears) != len(plain):
+        raise ValueError("measure_linears needs the model's plain nn.Linear layers (not yet packed)")
+    packed: list[nn.Module] = [PackedLinear(m, batch) for m in linears]
+    inputs = [torch.randn(batch, 1, m.in_features) for m in linears]
+
+    def run(layers: list[nn.Module]) -> float:
+        t0 = time.perf_counter()
+        for layer, x in zip(layers, inputs, strict=True):
+            layer(x)
+        return (time.perf_counter() - t0) * 1e3
+
+    best = [float("inf"), float("inf")]
+    with torch.inference_mode():
+        for i in range(repeats + 2):  # the first two rounds warm up
+            for k, layers in enumerate((plain, packed)):
+                t = run(layers)
+                if i >= 2:
+                    best[k] = min(best[k], t)
+    return best[0], best[1]
+
+
+def choose_packing(mode: PackMode, model: CausalGPT | FineGPT, measure: Measure | None = None) -> PackChoice:
+    """on: pack where possible; off: never; auto: pack only if `measure` (by default
+    `measure_linears` on `model`) finds the packed linears faster by PACK_MIN_GAIN."""
+    if mode not in PACK_MODES:
+        raise ValueError(f"pack mode must be one of {PACK_MODES}, got {mode!r}")
+    if mode == "off":
+        return PackChoice(False, "off")
+    layer = model.layers[0].attn.att_proj  # type: ignore[union-attr]
+    fp32_cpu = (
+        isinstance(layer, nn.Linear)
+        and layer.weight.device.type == "cpu"
+        and layer.weight.dtype == torch.float32
+    )
+    if not (fp32_cpu and cpu_packing_available()):
+        return PackChoice(False, "needs plain fp32 linears on a CPU with oneDNN packing")
+    if mode == "on":
+        return PackChoice(True, "on")
+    plain_ms, packed_ms = (measure or (lambda: measure_linears(model)))()
+    faster = packed_ms < plain_ms * (1 - PACK_MIN_GAIN)
+    reason = "auto: packed faster" if faster else "auto: packed not faster"
+    return PackChoice(faster, reason, plain_ms, packed_ms)
+
+
+def pack_cpu_models(
+    mode: PackMode, semantic: CausalGPT, coarse: CausalGPT, fine: FineGPT, measure: Measure | None = None
+) -> PackChoice:
+    """Choose (measuring on the coarse model, the stage with the most decode steps) and, where
+    chosen, pack all three models' block linears and the semantic head (see pack_linears)."""
+    choice = choose_packing(mode, coarse, measure)
+    if choice.pack:
+        pack_linears(semantic, head=True)
+        pack_linears(coarse)
+        pack_linears(fine)
+    return choice
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

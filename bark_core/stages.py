@@ -18,8 +18,10 @@ import torch
 from .constants import (
     COARSE_INFER_TOKEN,
     COARSE_SEMANTIC_PAD_TOKEN,
+    COARSE_SEMANTIC_WINDOW,
     COARSE_WINDOW,
     CODEBOOK_SIZE,
+    FINE_STRIDE,
     FINE_WINDOW,
     MAX_COARSE_HISTORY,
     MAX_FINE_HISTORY,
@@ -34,7 +36,7 @@ from .constants import (
     TEXT_PAD_TOKEN,
 )
 from .modules import CausalGPT, FineGPT, KVCache
-from .sampling import greedy_rows, next_token, sample_positions
+from .sampling import NO_THRESHOLD, BatchSampling, sample_batch, sample_positions
 
 Progress = Callable[[int, int], None]  # (steps done, steps total)
 
@@ -62,6 +64,74 @@ def _pad_right(values: np.ndarray, length: int, pad: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- semantic
 
 
+def _semantic_prefix(
+    model: CausalGPT, text_tokens: Sequence[np.ndarray], histories: Sequence[np.ndarray | None]
+) -> torch.Tensor:
+    """The (B, 257, C) prefill: the original's merge_context (text and history embeddings summed
+    position-wise, each padded to 256), then the infer token."""
+    device = model.device
+    text = np.stack([_pad_right(t[:MAX_TEXT_TOKENS], MAX_TEXT_TOKENS, TEXT_PAD_TOKEN) for t in text_tokens])
+    empty = np.zeros(0, dtype=np.int64)
+    hist = np.stack(
+        [
+            _pad_right(
+                h[-MAX_SEMANTIC_HISTORY:] if h is not None else empty,
+                MAX_SEMANTIC_HISTORY,
+                SEMANTIC_PAD_TOKEN,
+            )
+            for h in histories
+        ]
+    )
+    embed = model.input_embeds_layer
+    text_t = torch.from_numpy(text).to(device)
+    hist_t = torch.from_numpy(hist).to(device)
+    infer = torch.full((len(text_tokens), 1), SEMANTIC_INFER_TOKEN, device=device)
+    return torch.cat([embed(text_t) + embed(hist_t), embed(infer)], dim=1)
+
+
+@dataclass
+class _SemanticRun:
+    """The rows of one semantic stage run: what each has generated, and which are still live."""
+
+    controls: Sequence[RowControl]
+    max_tokens: Sequence[int]
+    sampling: BatchSampling  # of the live rows
+    min_eos_p: torch.Tensor  # (B,) float64 of the live rows, inf where a row has none
+    out: list[list[int]]
+    result: list[np.ndarray | None]
+    live: list[int]  # original row index of each batch row
+
+    def step(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """Choose each live row's next token; finish the rows that reach EOS or their cap, and
+        drop them from `live`. Returns the (B', 1) tokens to feed and, where rows left, the
+        batch rows kept (for the cache); None when no row goes on. Its one host read: the
+        tokens and EOS flags of all rows together."""
+        # 10,000 semantic ids plus the EOS id (10,000 = SEMANTIC_PAD_TOKEN) at the end
+        draw = [b for b, row in enumerate(self.live) if not self.controls[row].cancelled()]
+        index, eos_p = sample_batch(logits[:, : SEMANTIC_VOCAB_SIZE + 1], self.sampling, draw)
+        # compared in float64, as the Python floats of a one-row loop were
+        eos = (index == SEMANTIC_VOCAB_SIZE) | (eos_p.double() >= self.min_eos_p)
+        tokens, ended = torch.stack([index, eos.long()]).tolist()
+        keep = []
+        for b in draw:
+            row = self.live[b]
+            if not ended[b]:
+                self.out[row].append(tokens[b])
+            if ended[b] or len(self.out[row]) >= self.max_tokens[row]:
+                self.result[row] = np.array(self.out[row], dtype=np.int64)
+            else:
+                keep.append(b)
+        if not keep:
+            return None
+        if len(keep) == len(self.live):
+            return index[:, None], None
+        keep_t = torch.tensor(keep, device=index.device)
+        self.sampling = self.sampling.select(keep, keep_t)
+        self.min_eos_p = self.min_eos_p[keep_t]
+        self.live = [self.live[b] for b in keep]
+        return index[keep_t][:, None], keep_t
+
+
 @torch.inference_mode()
 def generate_semantic(
     model: CausalGPT,
@@ -71,70 +141,40 @@ def generate_semantic(
     min_eos_p: Sequence[float | None],
     max_tokens: Sequence[int],  # per row, at most 768
     progress: Progress | None = None,
+    static_shapes: bool = False,
 ) -> list[np.ndarray | None]:
-    """Text -> semantic tokens. None for a cancelled row."""
+    """Text -> semantic tokens. None for a cancelled row. `static_shapes`: a static cache
+    (modules.KVCache), so that every decode step has the same shapes while no row leaves."""
     device = model.device
     B = len(text_tokens)
-    text = np.stack([_pad_right(t[:MAX_TEXT_TOKENS], MAX_TEXT_TOKENS, TEXT_PAD_TOKEN) for t in text_tokens])
-    hist = np.stack(
-        [
-            _pad_right(h[-MAX_SEMANTIC_HISTORY:], MAX_SEMANTIC_HISTORY, SEMANTIC_PAD_TOKEN)
-            if h is not None
-            else np.full(MAX_SEMANTIC_HISTORY, SEMANTIC_PAD_TOKEN)
-            for h in histories
-        ]
+    thresholds = [NO_THRESHOLD if p is None else p for p in min_eos_p]
+    run = _SemanticRun(
+        controls,
+        max_tokens,
+        _sampling(controls, device, SEMANTIC_VOCAB_SIZE + 1),
+        torch.tensor(thresholds, dtype=torch.float64, device=device),
+        [[] for _ in range(B)],
+        [None] * B,
+        list(range(B)),
     )
-    embed = model.input_embeds_layer
-    text_t = torch.from_numpy(text).to(device)
-    hist_t = torch.from_numpy(hist).to(device)
-    infer = torch.full((B, 1), SEMANTIC_INFER_TOKEN, device=device)
-    # the original's merge_context: text and history embeddings summed position-wise
-    prefix = torch.cat([embed(text_t) + embed(hist_t), embed(infer)], dim=1)  # (B, 257, C)
+    prefix = _semantic_prefix(model, text_tokens, histories)
     steps = max(max_tokens)
-    cache = model.new_cache(B, prefix.shape[1] + steps)
-    positions = torch.arange(prefix.shape[1], device=device)[None]
-
-    out: list[list[int]] = [[] for _ in range(B)]
-    result: list[np.ndarray | None] = [None] * B
-    live = list(range(B))  # original row index of each batch row
-    logits = model(prefix, positions, cache)
+    cache = model.new_cache(B, prefix.shape[1] + steps, static=static_shapes)
+    logits = model(prefix, torch.arange(prefix.shape[1], device=device)[None], cache)
     for step in range(steps):
-        tokens, keep = [], []
-        # 10,000 semantic ids plus the EOS id (10,000 = SEMANTIC_PAD_TOKEN) at the end
-        relevant_all = logits[:, : SEMANTIC_VOCAB_SIZE + 1]
-        greedy = greedy_rows(relevant_all, [controls[row].temp == 0.0 for row in live])
-        for b, row in enumerate(live):
-            ctl = controls[row]
-            if ctl.cancelled():
-                continue
-            picked = greedy[b]
-            if picked is not None:
-                index, eos_p = picked, 1.0 if picked == SEMANTIC_VOCAB_SIZE else 0.0
-            else:
-                relevant = relevant_all[b]
-                index, eos_p = next_token(relevant, ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
-            threshold = min_eos_p[row]
-            eos = index == SEMANTIC_VOCAB_SIZE or (threshold is not None and eos_p >= threshold)
-            if not eos:
-                out[row].append(index)
-            if eos or len(out[row]) >= max_tokens[row]:
-                result[row] = np.array(out[row], dtype=np.int64)
-                continue
-            tokens.append(index)
-            keep.append(b)
+        chosen = run.step(logits)
         if progress:
             progress(step + 1, steps)
-        if not keep:
+        if chosen is None:
             break
-        if len(keep) < len(live):
-            cache.keep_rows(torch.tensor(keep, device=device))
-            live = [live[b] for b in keep]
-        token_t = torch.tensor(tokens, device=device)[:, None]
-        pos = torch.full((1, 1), cache.length, device=device)
-        logits = model(embed(token_t), pos, cache)
+        token_t, keep_t = chosen
+        if keep_t is not None:
+            cache.keep_rows(keep_t)
+        pos = cache.filled.view(1, 1) if static_shapes else torch.full((1, 1), cache.length, device=device)
+        logits = model(model.input_embeds_layer(token_t), pos, cache)
     if progress:
         progress(steps, steps)
-    return result
+    return run.result
 
 
 # ----------------------------------------------------------------------------- coarse
@@ -185,8 +225,8 @@ def _coarse_window(r: _CoarseRow, n_step: int) -> np.ndarray:
     """The window the original feeds at step n_step: 256 semantic, infer, <= 630 coarse."""
     max_semantic_history = int(np.floor(MAX_COARSE_HISTORY / SEMANTIC_TO_COARSE_RATIO))
     semantic_idx = r.base_semantic_idx + int(round(n_step / SEMANTIC_TO_COARSE_RATIO))
-    sem = r.semantic[max(0, semantic_idx - max_semantic_history) :][:256]
-    sem = _pad_right(sem, 256, COARSE_SEMANTIC_PAD_TOKEN)
+    sem = r.semantic[max(0, semantic_idx - max_semantic_history) :][:COARSE_SEMANTIC_WINDOW]
+    sem = _pad_right(sem, COARSE_SEMANTIC_WINDOW, COARSE_SEMANTIC_PAD_TOKEN)
     coarse = np.array(r.coarse[-MAX_COARSE_HISTORY:], dtype=np.int64)
     return np.concatenate([sem, [COARSE_INFER_TOKEN], coarse])
 
@@ -205,6 +245,11 @@ class _CoarseCache:
     pads: torch.Tensor  # (B,) left padding of each batch row
     rows: list[int]  # the _CoarseRow.row of each batch row
     held: list[np.ndarray]  # each batch row's tokens in the cache, padding excluded
+    pad_list: list[int]  # `pads` as known here, so that no step reads them back
+
+    @property
+    def padded(self) -> bool:
+        return any(p > 0 for p in self.pad_list)
 
 
 @torch.inference_mode()
@@ -222,26 +267,13 @@ def generate_coarse(
     the tokens just generated (same start, same positions: early windows without a long voice
     history), the cache is kept and only the new tokens are fed (`reuse_cache`)."""
     device = model.device
-    rows: list[_CoarseRow] = []
     result: list[np.ndarray | None] = [None] * len(semantic)
+    rows: list[_CoarseRow] = []
     for i, (sem, hist) in enumerate(zip(semantic, histories, strict=True)):
-        sem_hist, coarse_hist = (
-            coarse_histories(*hist) if hist is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        )
-        n_steps = coarse_steps(len(sem))
-        if n_steps == 0:
+        if coarse_steps(len(sem)) == 0:
             result[i] = np.zeros((N_COARSE_CODEBOOKS, 0), dtype=np.int64)
-            continue
-        rows.append(
-            _CoarseRow(
-                i,
-                np.concatenate([sem_hist, sem]).astype(np.int64),
-                list(coarse_hist),
-                len(sem_hist),
-                len(coarse_hist),
-                n_steps,
-            )
-        )
+        else:
+            rows.append(_coarse_row(i, sem, hist))
     total = max((r.n_steps for r in rows), default=0)
     n_step = 0
     state: _CoarseCache | None = None
@@ -256,13 +288,32 @@ def generate_coarse(
         n_step += COARSE_WINDOW
         if progress:
             progress(min(n_step, total), total)
-        for r in [r for r in rows if n_step >= r.n_steps]:
-            gen = np.array(r.coarse[r.n_history :], dtype=np.int64) - SEMANTIC_VOCAB_SIZE
-            codes = gen.reshape(-1, N_COARSE_CODEBOOKS).T.copy()
-            codes[1] -= CODEBOOK_SIZE
-            result[r.row] = codes
+        for r in rows:
+            if n_step >= r.n_steps:
+                result[r.row] = _coarse_codes(r)
         rows = [r for r in rows if n_step < r.n_steps]
     return result
+
+
+def _coarse_row(row: int, semantic: np.ndarray, history: tuple[np.ndarray, np.ndarray] | None) -> _CoarseRow:
+    empty = np.zeros(0, np.int64)
+    sem_hist, coarse_hist = coarse_histories(*history) if history is not None else (empty, empty)
+    return _CoarseRow(
+        row,
+        np.concatenate([sem_hist, semantic]).astype(np.int64),
+        list(coarse_hist),
+        len(sem_hist),
+        len(coarse_hist),
+        coarse_steps(len(semantic)),
+    )
+
+
+def _coarse_codes(r: _CoarseRow) -> np.ndarray:
+    """A finished row's generated ids (past its history) as (2, T) codebook codes."""
+    gen = np.array(r.coarse[r.n_history :], dtype=np.int64) - SEMANTIC_VOCAB_SIZE
+    codes = gen.reshape(-1, N_COARSE_CODEBOOKS).T.copy()
+    codes[1] -= CODEBOOK_SIZE
+    return codes
 
 
 def _extend_cache(
@@ -283,15 +334,80 @@ def _extend_cache(
         return None
     t = tails.pop()
     keep = [index[r.row] for r in rows]
-    device = state.pads.device
     if keep != list(range(len(state.rows))):
-        keep_t = torch.tensor(keep, device=device)
-        state.cache.keep_rows(keep_t)
-        state.pads = state.pads[keep_t]
-    state.rows = [r.row for r in rows]
+        _keep_cache_rows(state, keep, torch.tensor(keep, device=state.pads.device))
     state.held = held
-    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(device)
+    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(state.pads.device)
     return state, tail
+
+
+def _codebook(n_step: int) -> tuple[int, slice]:
+    """The ids a coarse step may emit: the first codebook on even steps, the second on odd."""
+    first = SEMANTIC_VOCAB_SIZE + (0 if n_step % N_COARSE_CODEBOOKS == 0 else CODEBOOK_SIZE)
+    return first, slice(first, first + CODEBOOK_SIZE)
+
+
+def _prefill_mask(slots: torch.Tensor, state: _CoarseCache, start: int, T: int) -> torch.Tensor | None:
+    """(B, 1, T, S) attention mask for feeding T positions after `start` filled slots, or None
+    where plain causal attention (a prefill) or all keys (one new token) is exact."""
+    if not state.padded and not (start > 0 and T > 1):
+        return None
+    pads = state.pads
+    valid_key = slots[None, : start + T] >= pads[:, None]  # (B, S)
+    causal = slots[start : start + T, None] >= slots[None, : start + T]  # (T, S)
+    mask = valid_key[:, None, :] & causal[None]  # (B, T, S)
+    # padding queries attend to themselves only, so no softmax row is empty (NaN)
+    mask |= (slots[start : start + T, None] == slots[None, : start + T])[None]
+    return mask[:, None]
+
+
+def _fresh_window(
+    model: CausalGPT, rows: list[_CoarseRow], windows: list[np.ndarray]
+) -> tuple[_CoarseCache, torch.Tensor]:
+    """A new cache for left-padded windows, and the (B, width) ids to prefill it with."""
+    device = model.device
+    width = max(len(w) for w in windows)
+    pad_list = [width - len(w) for w in windows]
+    ids = torch.from_numpy(
+        np.stack([np.concatenate([np.zeros(p, np.int64), w]) for p, w in zip(pad_list, windows, strict=True)])
+    ).to(device)
+    cache = model.new_cache(len(rows), width + COARSE_WINDOW)
+    empty = [np.zeros(0, np.int64)] * len(rows)
+    return _CoarseCache(
+        cache, torch.tensor(pad_list, device=device), [r.row for r in rows], empty, pad_list
+    ), ids
+
+
+@dataclass
+class _Drawn:
+    """One coarse step's tokens, still on the device: read back once per window."""
+
+    rows: list[_CoarseRow]
+    tokens: torch.Tensor  # (len(rows),) ids, offset past the semantic ids
+    fed: bool  # whether they went into the cache (the window's last tokens do not)
+
+
+def _prefill_window(
+    model: CausalGPT,
+    rows: list[_CoarseRow],
+    windows: list[np.ndarray],
+    n_step0: int,
+    previous: _CoarseCache | None,
+) -> tuple[_CoarseCache, torch.Tensor]:
+    """Feed a window: extend the previous window's cache by what is new where it can, else
+    prefill a fresh one (left-padded). Returns the state and the first step's logits."""
+    extended = _extend_cache(previous, rows, windows)
+    state, ids = extended if extended is not None else _fresh_window(model, rows, windows)
+    cache = state.cache
+    start, T = cache.length, ids.shape[1]
+    cache.reserve(start + T + COARSE_WINDOW)
+    slots = torch.arange(cache.slots, device=ids.device)
+    # each row counts positions from its own first real token, as if it were alone
+    positions = (slots[None, start : start + T] - state.pads[:, None]).clamp(min=0)
+    mask = _prefill_mask(slots, state, start, T)
+    relevant = model(model.input_embeds_layer(ids), positions, cache, mask, _codebook(n_step0)[1])
+    state.held = [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
+    return state, relevant
 
 
 def _coarse_window_steps(
@@ -303,90 +419,78 @@ def _coarse_window_steps(
     device: torch.device,
     previous: _CoarseCache | None = None,
 ) -> tuple[list[_CoarseRow], _CoarseCache]:
-    """One sliding window: prefill the (left-padded) windows, or extend the previous window's
-    cache by what is new, then up to 60 decode steps."""
-    extended = _extend_cache(previous, rows, windows)
-    if extended is not None:
-        state, ids = extended
-        cache, pads = state.cache, state.pads
-        start = cache.length
-        cache.reserve(start + ids.shape[1] + COARSE_WINDOW)
-    else:
-        lengths = [len(w) for w in windows]
-        width = max(lengths)
-        pads = torch.tensor([width - n for n in lengths], device=device)
-        ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        for b, w in enumerate(windows):
-            ids[b, width - len(w) :] = torch.from_numpy(w)
-        cache = model.new_cache(len(rows), width + COARSE_WINDOW)
-        state = _CoarseCache(cache, pads, [r.row for r in rows], [])
-        start = 0
-    padded = bool((pads > 0).any())
-    T = ids.shape[1]
+    """One sliding window: its prefill, then up to 60 decode steps, the tokens kept on the
+    device until the window's end."""
+    state, relevant = _prefill_window(model, rows, windows, n_step0, previous)
+    cache = state.cache
     slots = torch.arange(cache.slots, device=device)
-    # each row counts positions from its own first real token, as if it were alone
-    positions = (slots[None, start : start + T] - pads[:, None]).clamp(min=0)
-    mask = None  # no padding: plain causal attention (a prefill) or all keys (one new token)
-    if padded or (start > 0 and T > 1):
-        valid_key = slots[None, : start + T] >= pads[:, None]  # (B, S)
-        causal = slots[start : start + T, None] >= slots[None, : start + T]  # (T, S)
-        mask = valid_key[:, None, :] & causal[None]  # (B, T, S)
-        # padding queries attend to themselves only, so no softmax row is empty (NaN)
-        mask |= (slots[start : start + T, None] == slots[None, : start + T])[None]
-        mask = mask[:, None]
-
-    def codebook(n_step: int) -> tuple[int, slice]:
-        """The ids a step may emit: the first codebook on even steps, the second on odd."""
-        first = SEMANTIC_VOCAB_SIZE + (0 if n_step % N_COARSE_CODEBOOKS == 0 else CODEBOOK_SIZE)
-        return first, slice(first, first + CODEBOOK_SIZE)
-
-    relevant = model(model.input_embeds_layer(ids), positions, cache, mask, vocab=codebook(n_step0)[1])
-    held = (
-        [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
-        if start
-        else [w.copy() for w in windows]
-    )
-    n_live = list(range(len(rows)))  # batch index -> index into rows
+    by_row = {r.row: r for r in rows}
+    live = [by_row[row] for row in state.rows]
+    sampling = _sampling([controls[r.row] for r in live], device, CODEBOOK_SIZE)
+    drawn: list[_Drawn] = []
     for j in range(COARSE_WINDOW):
         n_step = n_step0 + j
-        first, _ = codebook(n_step)  # `relevant` holds this codebook's logits only
-        greedy = greedy_rows(relevant, [controls[rows[ri].row].temp == 0.0 for ri in n_live])
-        tokens, keep = [], []
-        for b, ri in enumerate(n_live):
-            r = rows[ri]
-            if n_step >= r.n_steps or controls[r.row].cancelled():
-                continue
-            ctl = controls[r.row]
-            index = greedy[b]
-            if index is None:
-                index, _ = next_token(relevant[b], ctl.temp, ctl.top_k, ctl.top_p, ctl.generator)
-            r.coarse.append(first + index)
-            tokens.append(first + index)
-            keep.append(b)
-        if not keep or j == COARSE_WINDOW - 1:
+        keep = [b for b, r in enumerate(live) if n_step < r.n_steps and not controls[r.row].cancelled()]
+        if not keep:
             break
-        if len(keep) < len(n_live):
-            keep_t = torch.tensor(keep, device=device)
-            cache.keep_rows(keep_t)
-            pads = pads[keep_t]
-            held = [held[b] for b in keep]
-            n_live = [n_live[b] for b in keep]
-            padded = bool((pads > 0).any())
-        slot = cache.length
-        pos = (slot - pads)[:, None]
-        step_mask = (slots[None, None, None, : slot + 1] >= pads[:, None, None, None]) if padded else None
-        relevant = model(
-            model.input_embeds_layer(torch.tensor(tokens, device=device)[:, None]),
-            pos,
-            cache,
-            step_mask,
-            vocab=codebook(n_step + 1)[1],
-        )
-        held = [np.append(h, t) for h, t in zip(held, tokens, strict=True)]
-    live = [rows[ri] for ri in n_live]
-    state.pads, state.rows, state.held = pads, [r.row for r in live], held
-    state.cache = cache
+        tokens = sample_batch(relevant, sampling, keep)[0] + _codebook(n_step)[0]
+        keep_t = torch.tensor(keep, device=device) if len(keep) < len(live) else None
+        if keep_t is not None:
+            tokens = tokens[keep_t]
+        last = j == COARSE_WINDOW - 1
+        drawn.append(_Drawn([live[b] for b in keep], tokens, fed=not last))
+        if last:
+            break
+        if keep_t is not None:
+            _keep_cache_rows(state, keep, keep_t)
+            sampling = sampling.select(keep, keep_t)
+            live = [live[b] for b in keep]
+        slot, pads = cache.length, state.pads
+        mask = (slots[None, None, None, : slot + 1] >= pads[:, None, None, None]) if state.padded else None
+        embeds = model.input_embeds_layer(tokens[:, None])
+        relevant = model(embeds, (slot - pads)[:, None], cache, mask, _codebook(n_step + 1)[1])
+    _take_tokens(drawn, state)
     return [r for r in rows if not controls[r.row].cancelled()], state
+
+
+def _sampling(controls: Sequence[RowControl], device: torch.device, vocab: int) -> BatchSampling:
+    return BatchSampling.build(
+        [c.temp for c in controls],
+        [c.top_k for c in controls],
+        [c.top_p for c in controls],
+        [c.generator for c in controls],
+        device,
+        vocab,
+    )
+
+
+def _take_tokens(drawn: list[_Drawn], state: _CoarseCache) -> None:
+    """Read a window's tokens back (one host copy) into each row's history and what its cache
+    holds."""
+    if not drawn:
+        return
+    values = torch.cat([d.tokens for d in drawn]).tolist()
+    fed: dict[int, list[int]] = {}
+    i = 0
+    for d in drawn:
+        for r, token in zip(d.rows, values[i : i + len(d.rows)], strict=True):
+            r.coarse.append(token)
+            if d.fed:
+                fed.setdefault(r.row, []).append(token)
+        i += len(d.rows)
+    state.held = [
+        np.append(h, np.array(fed.get(row, []), np.int64))
+        for h, row in zip(state.held, state.rows, strict=True)
+    ]
+
+
+def _keep_cache_rows(state: _CoarseCache, keep: list[int], keep_t: torch.Tensor) -> None:
+    """Cut the window's cache and bookkeeping to the batch rows `keep` (`keep_t` on the device)."""
+    state.cache.keep_rows(keep_t)
+    state.pads = state.pads[keep_t]
+    state.pad_list = [state.pad_list[b] for b in keep]
+    state.rows = [state.rows[b] for b in keep]
+    state.held = [state.held[b] for b in keep]
 
 
 # ----------------------------------------------------------------------------- fine
@@ -402,6 +506,49 @@ class _FineRow:
     n_loops: int
 
 
+def _fine_row(row: int, codes: np.ndarray, hist: np.ndarray | None, device: torch.device) -> _FineRow:
+    """A row's (T_total, 8) input as the original builds it: history (at most 512 frames), the
+    coarse codes with the fine codebooks still padding, then padding up to one window."""
+    T = codes.shape[1]
+    arr = np.vstack([codes, np.full((N_FINE_CODEBOOKS - N_COARSE_CODEBOOKS, T), CODEBOOK_SIZE)])
+    n_history = 0
+    if hist is not None:
+        h = hist[:, -MAX_FINE_HISTORY:]
+        arr = np.hstack([h, arr])
+        n_history = h.shape[1]
+    n_pad = max(0, FINE_WINDOW - arr.shape[1])  # the model is non-causal: pad to a window
+    arr = np.hstack([arr, np.full((N_FINE_CODEBOOKS, n_pad), CODEBOOK_SIZE)])
+    n_loops = max(0, int(np.ceil((T - (FINE_WINDOW - n_history)) / FINE_STRIDE))) + 1
+    tensor = torch.from_numpy(arr.T.astype(np.int64)).to(device)
+    return _FineRow(row, tensor, n_history, T, n_pad, n_loops)
+
+
+def _fine_window(model: FineGPT, active: list[_FineRow], n: int, controls: Sequence[RowControl]) -> None:
+    """Loop n of the original: fill the fine codebooks of each row's n-th window, one codebook
+    at a time, from the window's fill start on; written back into each row's codes."""
+    starts, fills = [], []
+    for r in active:
+        length = r.codes.shape[0]
+        start = min(n * FINE_STRIDE, length - FINE_WINDOW)
+        fill = min(r.n_history + n * FINE_STRIDE, length - FINE_STRIDE)
+        starts.append(start)
+        fills.append(fill - start)
+    buffer = torch.stack([r.codes[s : s + FINE_WINDOW] for r, s in zip(active, starts, strict=True)])
+    sampling = _sampling([controls[r.row] for r in active], buffer.device, CODEBOOK_SIZE)
+    # each row fills its positions from its fill start on and keeps the ones before
+    filled = (
+        torch.arange(FINE_WINDOW, device=buffer.device)[None]
+        >= torch.tensor(fills, device=buffer.device)[:, None]
+    )
+    for codebook in range(N_COARSE_CODEBOOKS, N_FINE_CODEBOOKS):
+        logits = model(codebook, buffer)[:, :, :CODEBOOK_SIZE]
+        picked = sample_positions(logits, sampling, fills)
+        buffer[:, :, codebook] = torch.where(filled, picked, buffer[:, :, codebook])
+    for b, r in enumerate(active):
+        s, rel = starts[b], fills[b]
+        r.codes[s + rel : s + FINE_WINDOW, N_COARSE_CODEBOOKS:] = buffer[b, rel:, N_COARSE_CODEBOOKS:]
+
+
 @torch.inference_mode()
 def generate_fine(
     model: FineGPT,
@@ -412,54 +559,23 @@ def generate_fine(
 ) -> list[np.ndarray | None]:
     """Coarse codes -> all 8 codebooks, in 1024-frame windows advancing by 512."""
     device = model.position_embeds_layer.weight.device
-    rows: list[_FineRow] = []
     result: list[np.ndarray | None] = [None] * len(coarse)
-    n_given = N_COARSE_CODEBOOKS
+    rows: list[_FineRow] = []
     for i, (codes, hist) in enumerate(zip(coarse, histories, strict=True)):
-        T = codes.shape[1]
-        if T == 0:
+        if codes.shape[1] == 0:
             result[i] = np.zeros((N_FINE_CODEBOOKS, 0), dtype=np.int64)
-            continue
-        arr = np.vstack([codes, np.full((N_FINE_CODEBOOKS - n_given, T), CODEBOOK_SIZE)])
-        n_history = 0
-        if hist is not None:
-            h = hist[:, -MAX_FINE_HISTORY:]
-            arr = np.hstack([h, arr])
-            n_history = h.shape[1]
-        n_pad = max(0, FINE_WINDOW - arr.shape[1])  # the model is non-causal: pad to a window
-        arr = np.hstack([arr, np.full((N_FINE_CODEBOOKS, n_pad), CODEBOOK_SIZE)])
-        n_loops = max(0, int(np.ceil((T - (FINE_WINDOW - n_history)) / 512))) + 1
-        tensor = torch.from_numpy(arr.T.astype(np.int64)).to(device)
-        rows.append(_FineRow(i, tensor, n_history, T, n_pad, n_loops))
-
+        else:
+            rows.append(_fine_row(i, codes, hist, device))
     total = max((r.n_loops for r in rows), default=0)
     for n in range(total):
         active = [r for r in rows if n < r.n_loops and not controls[r.row].cancelled()]
         if not active:
             break
-        starts, fills = [], []
-        for r in active:
-            length = r.codes.shape[0]
-            start = min(n * 512, length - FINE_WINDOW)
-            fill = min(r.n_history + n * 512, length - 512)
-            starts.append(start)
-            fills.append(fill - start)
-        buffer = torch.stack([r.codes[s : s + FINE_WINDOW] for r, s in zip(active, starts, strict=True)])
-        for codebook in range(n_given, N_FINE_CODEBOOKS):
-            logits = model(codebook, buffer)[:, :, :CODEBOOK_SIZE]
-            for b, r in enumerate(active):
-                ctl = controls[r.row]
-                rel = fills[b]
-                buffer[b, rel:, codebook] = sample_positions(logits[b, rel:], ctl.temp, ctl.generator)
-        for b, r in enumerate(active):
-            s, rel = starts[b], fills[b]
-            r.codes[s + rel : s + FINE_WINDOW, n_given:] = buffer[b, rel:, n_given:]
+        _fine_window(model, active, n, controls)
         if progress:
             progress(n + 1, total)
-
     for r in rows:
-        if controls[r.row].cancelled():
-            continue
-        full = r.codes.T.cpu().numpy()
-        result[r.row] = full[:, r.n_history : r.n_history + r.n_coarse_frames].astype(np.int64)
+        if not controls[r.row].cancelled():
+            full = r.codes.T.cpu().numpy()
+            result[r.row] = full[:, r.n_history : r.n_history + r.n_coarse_frames].astype(np.int64)
     return result

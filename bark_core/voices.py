@@ -8,10 +8,13 @@ allocate anything large.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
+import logging
 import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +27,12 @@ from .constants import (
     SEMANTIC_TO_COARSE_RATIO,
     SEMANTIC_VOCAB_SIZE,
 )
-from .errors import InvalidVoiceError, UnknownVoiceError
+from .errors import CheckpointError, InvalidVoiceError, UnknownVoiceError
+
+log = logging.getLogger(__name__)
 
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+INDEX_FILE = "speaker_embeddings_path.json"  # preset id -> its three .npy files
 MAX_SEMANTIC_PROMPT = 1024  # the real v2 presets hold 192..697
 MAX_CODE_PROMPT = 2048  # the real v2 presets hold 288..1047 frames
 MAX_NPZ_BYTES = 4 * 1024 * 1024
@@ -46,15 +52,33 @@ LANGUAGES = {
     "tr": "Turkish",
     "zh": "Chinese",
 }
-_LANG_RE = re.compile(r"^(?:v2/)?([a-z]{2})_speaker_\d+$")
+_SPEAKER_RE = re.compile(r"^(v2/)?([a-z]{2})_speaker_(\d+)$")
 # Ids a user may give to an uploaded preset: no '/', '..', NUL or anything path-like.
 VOICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+
+# The presets of suno/bark and suno/bark-small (the original's bark/assets/prompts): ten
+# speakers per language in two generations, v2 (`v2/en_speaker_6`) and v1 (`en_speaker_6`),
+# and one English `announcer`.
+SPEAKERS_PER_LANGUAGE = 10
+ANNOUNCER = "announcer"
+BUILTIN_VOICE_IDS: tuple[str, ...] = (
+    *(f"v2/{lang}_speaker_{n}" for lang in LANGUAGES for n in range(SPEAKERS_PER_LANGUAGE)),
+    *(f"{lang}_speaker_{n}" for lang in LANGUAGES for n in range(SPEAKERS_PER_LANGUAGE)),
+    ANNOUNCER,
+)
+_BUILTIN = frozenset(BUILTIN_VOICE_IDS)
+
+
+def is_builtin_voice_id(voice_id: str) -> bool:
+    """True for an id the hub checkpoints ship (v2 and v1 speakers, `announcer`), whichever
+    checkpoint is served: an upload must not take one, or the same id would mean two voices."""
+    return voice_id in _BUILTIN
 
 
 def language_of(voice_id: str) -> str | None:
     """'v2/en_speaker_6' -> 'en'; None when the id names no language."""
-    match = _LANG_RE.match(voice_id)
-    return match.group(1) if match else None
+    match = _SPEAKER_RE.match(voice_id)
+    return match.group(2) if match else None
 
 
 def _expected_shape(key: str, shape: tuple[int, ...]) -> None:
@@ -175,6 +199,49 @@ class VoiceInfo:
     id: str
     language: str | None
     language_name: str | None
+    version: str | None = None  # "v2" or "v1" for the built-in speakers; None otherwise
+
+    @classmethod
+    def of(cls, voice_id: str) -> VoiceInfo:
+        match = _SPEAKER_RE.match(voice_id)
+        if match is None:
+            return cls(voice_id, None, None)
+        lang = match.group(2)
+        return cls(voice_id, lang, LANGUAGES.get(lang), "v2" if match.group(1) else "v1")
+
+
+@dataclass(frozen=True)
+class VoiceGroup:
+    """The presets of one language; `language` None holds those of none (`announcer`)."""
+
+    language: str | None
+    language_name: str | None
+    voices: tuple[VoiceInfo, ...]
+
+
+def _voice_order(info: VoiceInfo) -> tuple[int, int, str]:
+    match = _SPEAKER_RE.match(info.id)
+    speaker = int(match.group(3)) if match else 0
+    return (0 if info.version == "v2" else 1, speaker, info.id)
+
+
+def group_voices(ids: Iterable[str]) -> list[VoiceGroup]:
+    """Presets by language (in LANGUAGES' order, then unknown codes), v2 before v1, speakers in
+    number order; last, one group of the presets without a language. Torch-free: the API
+    groups the ids the workers publish with it."""
+    by_lang: dict[str | None, list[VoiceInfo]] = {}
+    for voice_id in set(ids):
+        info = VoiceInfo.of(voice_id)
+        by_lang.setdefault(info.language, []).append(info)
+    known = [lang for lang in LANGUAGES if lang in by_lang]
+    unknown = sorted(lang for lang in by_lang if lang is not None and lang not in LANGUAGES)
+    order: list[str | None] = [*known, *unknown, *([None] if None in by_lang else [])]
+    return [
+        VoiceGroup(
+            lang, LANGUAGES.get(lang) if lang else None, tuple(sorted(by_lang[lang], key=_voice_order))
+        )
+        for lang in order
+    ]
 
 
 class VoiceLibrary:
@@ -191,24 +258,50 @@ class VoiceLibrary:
 
     @classmethod
     def from_checkpoint(cls, root: Path) -> VoiceLibrary:
-        index_file = root / "speaker_embeddings_path.json"
+        """The presets listed in the checkpoint's index. Its `repo_or_path` entry (where the
+        converter once ran, e.g. "ylacombe/bark-small") says nothing about this copy: ignored."""
+        index_file = root / INDEX_FILE
         if not index_file.is_file():
             return cls(root, {})
-        raw = json.loads(index_file.read_text(encoding="utf-8"))
+        try:
+            raw = json.loads(index_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read {index_file}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{index_file} is not a JSON object")
         index = {
             key: value for key, value in raw.items() if key != "repo_or_path" and isinstance(value, dict)
         }
-        return cls(root, index)
+        library = cls(root, index)
+        library.warn_missing()
+        return library
+
+    def warn_missing(self) -> list[str]:
+        """Log (once, at load) the listed presets whose files are absent; each of them fails
+        alone when asked for, and the others are served."""
+        missing = [
+            voice_id
+            for voice_id, entry in self._index.items()
+            if not all(isinstance(rel, str) and (self._root / rel).is_file() for rel in entry.values())
+        ]
+        if missing:
+            log.warning(
+                "%d voice preset(s) listed in %s have missing files and will fail when used: %s",
+                len(missing),
+                INDEX_FILE,
+                ", ".join(sorted(missing)[:10]) + (" ..." if len(missing) > 10 else ""),
+            )
+        return sorted(missing)
 
     def ids(self) -> list[str]:
         return sorted(self._index)
 
     def list(self) -> list[VoiceInfo]:
-        out = []
-        for voice_id in self.ids():
-            lang = language_of(voice_id)
-            out.append(VoiceInfo(voice_id, lang, LANGUAGES.get(lang) if lang else None))
-        return out
+        return [VoiceInfo.of(voice_id) for voice_id in self.ids()]
+
+    def grouped(self) -> builtins.list[VoiceGroup]:
+        """The presets by language, v2 before v1, and `announcer` last (see `group_voices`)."""
+        return group_voices(self._index)
 
     def __contains__(self, voice_id: object) -> bool:
         return isinstance(voice_id, str) and voice_id in self._index
@@ -223,13 +316,28 @@ class VoiceLibrary:
         return self._cache[voice_id]
 
     def _load(self, voice_id: str) -> VoicePreset:
-        arrays = {}
-        for key in PROMPT_KEYS:
-            rel = self._index[voice_id].get(key)
-            if rel is None:
-                raise InvalidVoiceError(f"checkpoint preset {voice_id!r} lacks {key}", param=key)
-            # Checked before resolving: hub snapshots are symlinks into a blob store.
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                raise InvalidVoiceError(f"checkpoint preset {voice_id!r} points outside it")
-            arrays[key] = np.load(self._root / rel, allow_pickle=False)
-        return VoicePreset.from_arrays(arrays)
+        """A broken preset is the checkpoint's fault, not the caller's: CheckpointError, for
+        this preset alone (nothing is cached, so a repaired file is read on the next ask)."""
+        arrays = {key: self._read(voice_id, key) for key in PROMPT_KEYS}
+        try:
+            return VoicePreset.from_arrays(arrays)
+        except InvalidVoiceError as exc:
+            raise CheckpointError(f"built-in preset {voice_id!r} is invalid: {exc}", param="voice") from exc
+
+    def _read(self, voice_id: str, key: str) -> np.ndarray:
+        rel = self._index[voice_id].get(key)
+        if not isinstance(rel, str):
+            raise CheckpointError(f"built-in preset {voice_id!r} lacks {key} in {INDEX_FILE}", param="voice")
+        # Checked before resolving: hub snapshots are symlinks into a blob store.
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise CheckpointError(
+                f"built-in preset {voice_id!r} points outside the checkpoint", param="voice"
+            )
+        try:
+            return np.load(self._root / rel, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            # the reason without the server's own path: the message reaches the caller
+            why = (exc.strerror if isinstance(exc, OSError) else str(exc)) or type(exc).__name__
+            raise CheckpointError(
+                f"built-in preset {voice_id!r}: cannot read {rel} ({why})", param="voice"
+            ) from exc

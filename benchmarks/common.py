@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bark_core.maker import MAKER_VERSION
+
 CACHE = Path(os.environ.get("BARK_BENCH_CACHE", Path.home() / ".cache" / "bark-serve"))
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -21,7 +23,7 @@ def checkpoint(size: str) -> Path:
     """The random-weight checkpoint of `size`, made once and kept under CACHE/bench-<size>."""
     from bark_core.maker import MARKER_FILE, make_checkpoint
 
-    path = CACHE / f"bench-{size}"
+    path = CACHE / f"bench-{size}-v{MAKER_VERSION}"
     if not (path / MARKER_FILE).exists():
         print(f"making the {size} random checkpoint in {path} (once)", flush=True)
         make_checkpoint(path, size=size, seed=0)  # type: ignore[arg-type]

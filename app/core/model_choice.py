@@ -14,9 +14,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from bark_core.hub import DEFAULT_MODEL, hub_offline
+
 log = logging.getLogger(__name__)
 
-REAL_MODEL = "suno/bark-small"
 HUB_PROBE_TIMEOUT_S = 2.0
 
 DEMO_BANNER = (
@@ -47,10 +48,10 @@ class ModelChoice:
 
 def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """A short HEAD to the hub's model API, honouring HF_HUB_OFFLINE and HF_ENDPOINT."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    request = urllib.request.Request(f"{endpoint}/api/models/{REAL_MODEL}", method="HEAD")
+    request = urllib.request.Request(f"{endpoint}/api/models/{DEFAULT_MODEL}", method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return bool(response.status < 500)
@@ -65,7 +66,7 @@ def choose(configured: str | None) -> ModelChoice:
     if configured:
         return ModelChoice(configured, demo=False)
     if hub_reachable():
-        return ModelChoice(REAL_MODEL, demo=False)
+        return ModelChoice(DEFAULT_MODEL, demo=False)
     log.warning(DEMO_BANNER)
     return ModelChoice(make_demo_checkpoint(), demo=True)
 

@@ -60,10 +60,10 @@ class Settings(BaseSettings):
     revision: str | None = Field(None, description="Hub revision (commit) to pin.")
     device: Device = Field("auto", description="Torch device of the workers; auto picks cuda if present.")
     dtype: Dtype = Field(
-        "float32",
+        "auto",
         description="Weights/compute precision of the workers: float32, bfloat16 or int8 (dynamic "
-        "int8 linears) on CPU; float16, bfloat16 or float32 on CUDA; auto: float16 on CUDA, "
-        "bfloat16 on CPUs with native bf16, else float32.",
+        "int8 linears) on CPU; float16, bfloat16 or float32 on CUDA; auto: bfloat16 on GPUs that "
+        "have it (sm80+), float16 on older ones, bfloat16 on CPUs with native bf16, else float32.",
     )
     offload: bool = Field(False, description="CUDA only: keep idle stages on the CPU.")
     workers: int = Field(

@@ -48,6 +48,20 @@ class Pipeline(Protocol):
 MoreJobs = Callable[[int], list[Delivery]]
 
 
+class DeviceFailure(Exception):
+    """The accelerator's context is broken (a device-side assert poisons it for good): no job
+    in hand is at fault, and none can run here any more. The worker exits without settling
+    them, so healthy workers reclaim them."""
+
+
+def device_failed(exc: BaseException) -> bool:
+    """Whether `exc` is what a broken CUDA context raises (an out-of-memory error is not one:
+    the context survives it)."""
+    return type(exc).__name__ == "AcceleratorError" or any(
+        sign in str(exc) for sign in ("CUDA error", "device-side assert")
+    )
+
+
 def failed(err: ServiceError) -> Failed:
     return Failed(err.type, err.message, err.param)
 
@@ -128,6 +142,8 @@ class BatchRunner:
             # reclaimed (and re-run from seq 0) once Redis is back.
             raise
         except Exception as exc:
+            if device_failed(exc):
+                raise DeviceFailure(str(exc)) from exc
             self._on_failure(rows, exc)
             return
         for row in rows:
@@ -140,11 +156,11 @@ class BatchRunner:
             joined = [row for d in more(free) if (row := self._prepare(d, len(rows) + 1)) is not None]
             rows.extend(joined)
             for row in joined:
-                self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
+                self.faults.on_generate(row.delivery)
             return [row.request for row in joined]
 
         for row in rows:
-            self.faults.on_generate(row.active.delivery.job)  # type: ignore[arg-type]
+            self.faults.on_generate(row.delivery)
         joining = admit if more is not None else None
         for chunk in self.pipe.stream([row.request for row in rows], admit=joining, max_rows=max_rows):
             if not rows[chunk.request_index].finished:  # settled early: nothing more

@@ -8,6 +8,8 @@ no-op, so in production no request can trigger a fault, whatever its text. Marke
                     (what an out-of-memory kill looks like): the job is dead-lettered after
                     max_deliveries
   [[fault:error]]   generation raises: the client gets a 500 generation_failed
+  [[fault:device]]  generation raises what a broken CUDA context raises, on the first delivery
+                    only: that worker exits, and a healthy one reclaims and finishes the job
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import logging
 import os
 import signal
 
+from ..queue.consumer import Delivery
 from ..queue.wire import Job
 
 log = logging.getLogger(__name__)
 
 CRASH = "[[fault:crash]]"
 ERROR = "[[fault:error]]"
+DEVICE = "[[fault:device]]"
 
 
 class InjectedFault(RuntimeError):
@@ -40,7 +44,12 @@ class Faults:
             log.error("injected fault: crashing on job", extra={"job_id": job.id})
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def on_generate(self, job: Job) -> None:
+    def on_generate(self, delivery: Delivery) -> None:
         """Called as the batch holding the job starts generating."""
-        if self.enabled and ERROR in job.text:
+        job = delivery.job
+        if not self.enabled or job is None:
+            return
+        if ERROR in job.text:
             raise InjectedFault("injected fault: generation error")
+        if DEVICE in job.text and delivery.deliveries == 1:
+            raise InjectedFault("CUDA error: device-side assert triggered (injected fault)")

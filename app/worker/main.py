@@ -27,7 +27,7 @@ from ..queue.registry import Heartbeat
 from ..queue.wire import BuiltinVoices
 from .active import ActiveJobs
 from .background import LoadingBeat
-from .batch import BatchRunner
+from .batch import BatchRunner, DeviceFailure
 from .faults import Faults
 from .loop import Worker
 from .voice_cache import VoiceCache
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from bark_core.pipeline import BarkPipeline
 
 log = logging.getLogger("bark.worker")
+# A broken accelerator context: the process must go (the supervisor or Kubernetes restarts it).
+EXIT_DEVICE_FAILED = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         "worker ready",
         extra={"worker_id": worker_id, "model": pipe.model_name, "device": pipe.device, "dtype": pipe.dtype},
     )
-    worker.run()
+    try:
+        worker.run()
+    except DeviceFailure as exc:
+        log.critical("the device failed (%s): exiting; healthy workers reclaim the jobs in hand", exc)
+        return EXIT_DEVICE_FAILED
     return 0
 
 

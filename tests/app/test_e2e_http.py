@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bark_core.voices import BUILTIN_VOICE_IDS
+
 LONG = " ".join(
     f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(6)
 )  # three text chunks
@@ -140,7 +142,7 @@ def test_voice_upload_use_and_delete(client):
     assert listing["demo"] is True and "RANDOM" in listing["warning"]
     assert listing["openai_voices"]["alloy"] == "v2/en_speaker_0"
     builtin = {v["id"] for v in listing["data"] if v["source"] == "builtin"}
-    assert "v2/en_speaker_6" in builtin and len(builtin) == 130
+    assert "v2/en_speaker_6" in builtin and len(builtin) == len(BUILTIN_VOICE_IDS)
 
     files = {"file": ("mine.npz", _npz(), "application/octet-stream")}
     r = client.post("/voices", data={"id": "my-voice"}, files=files)

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bark_core.cli import _params, _parser
+from bark_core.params import GenerationParams
+
 BIN = Path(sys.executable).parent
 
 
@@ -57,8 +60,11 @@ def test_make_checkpoint_then_synthesize(tmp_path: Path) -> None:
         "0.5",
     )
     assert again.returncode == 0, again.stderr
-    listed = _run("voices", "--model", str(model))
-    assert "v2/en_speaker_6\tEnglish" in listed.stdout.splitlines()
+    assert (model / "pytorch_model.bin").is_file()  # the hub layout by default
+    listed = _run("voices", "--model", str(model)).stdout.splitlines()
+    assert len(listed) == 261 and listed[-1] == "announcer\t-\t-"
+    assert listed[:2] == ["v2/en_speaker_0\tEnglish\tv2", "v2/en_speaker_1\tEnglish\tv2"]
+    assert listed.index("en_speaker_6\tEnglish\tv1") == 16  # v2 first, then v1, by language
 
 
 @pytest.mark.parametrize(
@@ -80,3 +86,45 @@ def test_bad_input_exits_2_with_one_line(
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_make_checkpoint_safetensors_layout(tmp_path: Path) -> None:
+    made = _run("make-checkpoint", str(tmp_path / "m"), "--layout", "safetensors")
+    assert made.returncode == 0, made.stderr
+    assert "safetensors layout" in made.stdout
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    assert not (tmp_path / "m" / "pytorch_model.bin").exists()
+
+
+def _synthesize_to(output: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # the model does not exist either: an error about the output shows it was checked first
+    return _run("synthesize", "Hi.", "-o", str(output), "--model", "/no/such/model", *extra)
+
+
+def test_an_output_in_a_missing_directory_fails_before_the_model_is_loaded(tmp_path: Path) -> None:
+    result = _synthesize_to(tmp_path / "gone" / "x.wav")
+    assert result.returncode == 2
+    where = f"{tmp_path}/gone"
+    assert result.stderr.strip() == (
+        f"bark-tts: error: cannot write output {where}/x.wav: directory {where} does not exist"
+    )
+
+
+def test_an_output_that_is_a_directory_fails_before_the_model_is_loaded(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").mkdir()
+    result = _synthesize_to(tmp_path / "a.wav")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"bark-tts: error: output {tmp_path}/a.wav is a directory"
+
+
+def test_an_unwritable_save_voice_fails_first_too(tmp_path: Path) -> None:
+    result = _synthesize_to(tmp_path / "x.wav", "--save-voice", str(tmp_path / "gone" / "v.npz"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        f"bark-tts: error: cannot write --save-voice {tmp_path}/gone/v.npz"
+    )
+
+
+def test_generation_defaults_are_the_librarys() -> None:
+    args = _parser().parse_args(["synthesize", "Hi.", "-o", "x.wav"])
+    assert _params(args) == GenerationParams()

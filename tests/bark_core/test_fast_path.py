@@ -9,7 +9,7 @@ import torch
 
 from bark_core import stages
 from bark_core.modules import KVCache, quantize_int8
-from bark_core.sampling import greedy_rows
+from bark_core.sampling import BatchSampling, sample_batch
 from bark_core.voices import VoicePreset
 
 
@@ -102,10 +102,16 @@ def test_cache_reserve_keeps_what_is_filled() -> None:
     assert cache.slots == 9
 
 
-def test_greedy_rows_argmax_only_the_greedy_ones() -> None:
+def test_greedy_rows_take_the_argmax_in_the_batched_pass() -> None:
+    """Greedy rows take the argmax and draw nothing; the sampled row beside them draws."""
     logits = torch.tensor([[0.0, 3.0, 1.0], [5.0, 0.0, 1.0], [0.0, 0.0, 2.0]])
-    assert greedy_rows(logits, [True, False, True]) == [1, None, 2]
-    assert greedy_rows(logits, [False, False, False]) == [None, None, None]
+    gens = [torch.Generator().manual_seed(0) for _ in range(3)]
+    s = BatchSampling.build([0.0, 1.0, 0.0], [None] * 3, [None] * 3, gens, "cpu", 3)
+    index, eos_p = sample_batch(logits, s, [0, 1, 2])
+    assert index[[0, 2]].tolist() == [1, 2] and eos_p[[0, 2]].tolist() == [0.0, 1.0]
+    untouched = torch.Generator().manual_seed(0).get_state()
+    assert torch.equal(gens[0].get_state(), untouched) and torch.equal(gens[2].get_state(), untouched)
+    assert not torch.equal(gens[1].get_state(), untouched)
 
 
 def test_int8_models_run_every_stage(tiny_checkpoint):  # type: ignore[no-untyped-def]

@@ -125,7 +125,7 @@ def test_gpu_overlay_gives_each_worker_one_gpu_and_leaves_replicas_to_keda(rende
     assert "replicas" not in worker["spec"]
     config = config_data(docs, "bark-config")
     assert config["BARK_DEVICE"] == "cuda"
-    assert config["BARK_DTYPE"] in ("float16", "bfloat16")
+    assert config["BARK_DTYPE"] in ("auto", "float16", "bfloat16")  # never float32 on a GPU by default
     # The base stays deployable on CPU nodes.
     base_worker = by_kind(rendered["base"], "Deployment")["bark-worker"]
     base_container = base_worker["spec"]["template"]["spec"]["containers"][0]

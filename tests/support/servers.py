@@ -40,6 +40,8 @@ FAST = {
     "claim_idle_s": 2.0,
     "max_duration_s": 0.25,
     "torch_threads": 1,
+    # pinned, not `auto`: the tests compare the service's audio with a local float32 pipeline
+    "dtype": "float32",
     "log_json": True,
 }
 
