@@ -164,13 +164,13 @@ def _speech(client: httpx.Client, **body: Any) -> tuple[bytes, int]:
 
 
 def test_openai_voice_reaches_the_model(client, reference):
-    """The route samples with the defaults and a random seed, which it reports. (Sampled on the
-    random model, several presets give the same audio; no preset and speaker 9 never do.)"""
+    """The route samples with the defaults and a random seed, which it reports. Sampled on the
+    random model, many presets give the same audio for a seed (so a wrong row of the voice table
+    may pass here), but no preset never does: a voice lost on the way fails."""
     pcm, seed = _speech(client, voice="alloy")
     body = {"text": TEXT, "seed": seed}
     assert pcm == reference({**body, "voice": OPENAI_VOICES["alloy"]})
     assert pcm != reference(body)
-    assert pcm != reference({**body, "voice": OPENAI_VOICES["shimmer"]})
 
 
 @pytest.mark.parametrize("speed", [2.0, 0.5])
