@@ -1,0 +1,111 @@
+"""The worker's batch runner hands each job's voice, knobs and seed to the pipeline (fast: a
+real Redis and the real pipeline in this process, no worker processes).
+
+The same property as test_effects.py, one layer down, so that `make mutate` (fast tests only)
+reaches app/worker/batch.py: each row's PCM in its output stream equals the pipeline run alone
+with that row's settings, and its Done event counts what was written.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from app.queue.connection import sync_client
+from app.queue.consumer import Consumer
+from app.queue.keys import Keys
+from app.queue.wire import BUILTIN_ETAG, Chunk, Done, Failed, Job, Started, decode_event
+from app.worker.active import ActiveJobs
+from app.worker.batch import BatchRunner
+from app.worker.voice_cache import VoiceCache
+from bark_core.audio import to_pcm16
+from bark_core.constants import SAMPLE_RATE
+from bark_core.params import GenerationParams
+
+TEXT = "The runner passes it on."
+CAP_S = 0.25  # as the service suite caps each chunk
+ROWS: list[dict[str, Any]] = [
+    {
+        "voice": "v2/en_speaker_1",
+        "seed": 3,
+        "params": {"text_temp": 0.0, "waveform_temp": 0.0, "fine_temp": 0.0},
+    },
+    {
+        "voice": "v2/en_speaker_2",
+        "seed": 3,
+        "params": {"text_temp": 0.0, "waveform_temp": 0.0, "fine_temp": 0.0},
+    },
+    {"voice": None, "seed": 5, "params": {"top_k": 2, "min_eos_p": None}},
+    {"voice": "v2/en_speaker_1", "seed": 6, "params": {"max_duration_s": 0.1, "continuity": "rolling"}},
+]
+
+
+def _job(row: dict[str, Any]) -> Job:
+    now = time.time()
+    return Job(
+        id=uuid.uuid4().hex,
+        text=TEXT,
+        voice=row["voice"],
+        voice_etag=BUILTIN_ETAG if row["voice"] else None,
+        params={"max_duration_s": CAP_S, **row["params"]},
+        seed=row["seed"],
+        submitted_at=now,
+        deadline=now + 120,
+    )
+
+
+@pytest.fixture
+def runner_parts(redis_url, pipeline):  # type: ignore[no-untyped-def]
+    client = sync_client(redis_url, 5.0)
+    keys = Keys(f"batch{uuid.uuid4().hex[:6]}")
+    consumer = Consumer(client, keys, "w-test", claim_idle_ms=60_000, job_ttl_s=60, stream_ttl_s=120)
+    consumer.ensure_group()
+    voices = VoiceCache(client, keys, pipeline.voices, pipeline.model_name)
+    runner = BatchRunner(pipeline, consumer, voices, ActiveJobs(), "w-test")
+    return client, keys, consumer, runner
+
+
+def _events(client, keys: Keys, job_id: str) -> list[Any]:  # type: ignore[no-untyped-def]
+    return [decode_event(fields) for _, fields in client.xrange(keys.out(job_id))]
+
+
+def _reference(pipeline, row: dict[str, Any]) -> bytes:  # type: ignore[no-untyped-def]
+    voice = pipeline.voices.get(row["voice"]) if row["voice"] else None
+    params = GenerationParams(**{"max_duration_s": CAP_S, **row["params"]})
+    return to_pcm16(pipeline.synthesize(TEXT, voice, params, row["seed"]))
+
+
+def test_each_row_gets_its_own_voice_knobs_and_seed(runner_parts, pipeline):
+    client, keys, consumer, runner = runner_parts
+    jobs = [_job(row) for row in ROWS]
+    for job in jobs:
+        client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
+    deliveries = consumer.read(len(jobs), block_ms=1000)
+    assert runner.run(deliveries, max_rows=len(jobs)) == len(jobs)
+    references = [_reference(pipeline, row) for row in ROWS]
+    assert len(set(references)) == len(references)  # each row's settings matter
+    for job, reference in zip(jobs, references, strict=True):
+        events = _events(client, keys, job.id)
+        assert isinstance(events[0], Started) and events[0].batch == len(jobs)
+        chunks = [e for e in events if isinstance(e, Chunk)]
+        done = events[-1]
+        assert b"".join(c.pcm for c in chunks) == reference
+        assert isinstance(done, Done), done
+        assert (done.samples, done.chunks) == (len(reference) // 2, len(chunks))
+        assert done.duration_s == pytest.approx(len(reference) / 2 / SAMPLE_RATE, abs=1e-4)
+    assert client.xlen(keys.jobs) == 0  # every entry settled
+
+
+def test_a_bad_job_fails_alone_with_its_reason(runner_parts):
+    client, keys, consumer, runner = runner_parts
+    bad = _job({"voice": "v2/xx_speaker_99", "seed": 1, "params": {}})
+    unknown = _job({"voice": None, "seed": 1, "params": {"no_such_knob": 1}})
+    for job in (bad, unknown):
+        client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
+    assert runner.run(consumer.read(2, block_ms=1000)) == 0
+    missing, odd = _events(client, keys, bad.id)[-1], _events(client, keys, unknown.id)[-1]
+    assert isinstance(missing, Failed) and missing.type == "unknown_voice" and missing.param == "voice"
+    assert isinstance(odd, Failed) and odd.type == "generation_failed" and "no_such_knob" in odd.message
