@@ -109,3 +109,28 @@ def test_a_bad_job_fails_alone_with_its_reason(runner_parts):
     missing, odd = _events(client, keys, bad.id)[-1], _events(client, keys, unknown.id)[-1]
     assert isinstance(missing, Failed) and missing.type == "unknown_voice" and missing.param == "voice"
     assert isinstance(odd, Failed) and odd.type == "generation_failed" and "no_such_knob" in odd.message
+
+
+def test_a_job_that_joins_a_running_batch_gets_its_own_settings(runner_parts, pipeline):
+    """`more` hands in a job once the first has started: it joins at a stage boundary, says it
+    shares a batch of two, and its audio is its own solo run's."""
+    client, keys, consumer, runner = runner_parts
+    first, joiner = _job(ROWS[0]), _job(ROWS[2])
+    client.xadd(keys.jobs, first.to_fields())  # type: ignore[arg-type]
+    deliveries = consumer.read(1, block_ms=1000)
+    client.xadd(keys.jobs, joiner.to_fields())  # type: ignore[arg-type]
+    asked: list[int] = []
+
+    def more(free: int) -> list[Any]:
+        asked.append(free)
+        return consumer.read(free, block_ms=100) if len(asked) == 1 else []
+
+    assert runner.run(deliveries, more=more, max_rows=2) == 2  # the jobs that ran, the joiner too
+    assert asked[0] == 1  # one free row of two
+    joined = _events(client, keys, joiner.id)
+    assert isinstance(joined[0], Started) and joined[0].batch == 2
+    assert b"".join(e.pcm for e in joined if isinstance(e, Chunk)) == _reference(pipeline, ROWS[2])
+    assert isinstance(joined[-1], Done)
+    assert b"".join(e.pcm for e in _events(client, keys, first.id) if isinstance(e, Chunk)) == _reference(
+        pipeline, ROWS[0]
+    )

@@ -60,12 +60,25 @@ def test_text_is_stripped(text, kept):
     assert SpeechRequest(model="tts-1", voice="alloy", input=text).input == kept
 
 
-@pytest.mark.parametrize("text", ["", " \t\n", "x" * (MAX_TEXT_CHARS + 1)])
-def test_empty_or_long_text_is_refused(text):
-    with pytest.raises(ValidationError, match="text"):
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "must not be empty or whitespace only"),
+        (" \t\n", "must not be empty or whitespace only"),
+        (
+            "x" * (MAX_TEXT_CHARS + 1),
+            f"must be at most {MAX_TEXT_CHARS} characters, got {MAX_TEXT_CHARS + 1}",
+        ),
+    ],
+)
+def test_empty_or_long_text_is_refused_saying_why(text, why):
+    """The message reaches the client as the 422's error.message: it must say what is wrong."""
+    with pytest.raises(ValidationError) as synth:
         SynthesizeRequest(text=text)
-    with pytest.raises(ValidationError, match="input"):
+    with pytest.raises(ValidationError) as speech:
         SpeechRequest(model="tts-1", voice="alloy", input=text)
+    assert synth.value.errors()[0]["loc"] == ("text",) and why in synth.value.errors()[0]["msg"]
+    assert speech.value.errors()[0]["loc"] == ("input",) and why in speech.value.errors()[0]["msg"]
 
 
 def test_error_responses_name_each_code_with_its_reason():
