@@ -27,6 +27,9 @@ from bark_core.params import GenerationParams
 
 TEXT = "The runner passes it on."
 CAP_S = 0.25  # as the service suite caps each chunk
+SENTENCE = "Sentence {} is long enough that two of them fill one text chunk of about two hundred."
+LONG = " ".join(SENTENCE.format(i) for i in range(4))
+STAGES = {"semantic", "coarse", "fine", "codec"}
 ROWS: list[dict[str, Any]] = [
     {
         "voice": "v2/en_speaker_1",
@@ -39,7 +42,12 @@ ROWS: list[dict[str, Any]] = [
         "params": {"text_temp": 0.0, "waveform_temp": 0.0, "fine_temp": 0.0},
     },
     {"voice": None, "seed": 5, "params": {"top_k": 2, "min_eos_p": None}},
-    {"voice": "v2/en_speaker_1", "seed": 6, "params": {"max_duration_s": 0.1, "continuity": "rolling"}},
+    {
+        "voice": "v2/en_speaker_1",
+        "seed": 6,
+        "params": {"max_duration_s": 0.1, "continuity": "rolling"},
+        "text": LONG,
+    },
 ]
 
 
@@ -47,7 +55,7 @@ def _job(row: dict[str, Any]) -> Job:
     now = time.time()
     return Job(
         id=uuid.uuid4().hex,
-        text=TEXT,
+        text=row.get("text", TEXT),
         voice=row["voice"],
         voice_etag=BUILTIN_ETAG if row["voice"] else None,
         params={"max_duration_s": CAP_S, **row["params"]},
@@ -75,7 +83,7 @@ def _events(client, keys: Keys, job_id: str) -> list[Any]:  # type: ignore[no-un
 def _reference(pipeline, row: dict[str, Any]) -> bytes:  # type: ignore[no-untyped-def]
     voice = pipeline.voices.get(row["voice"]) if row["voice"] else None
     params = GenerationParams(**{"max_duration_s": CAP_S, **row["params"]})
-    return to_pcm16(pipeline.synthesize(TEXT, voice, params, row["seed"]))
+    return to_pcm16(pipeline.synthesize(row.get("text", TEXT), voice, params, row["seed"]))
 
 
 def test_each_row_gets_its_own_voice_knobs_and_seed(runner_parts, pipeline):
@@ -84,7 +92,9 @@ def test_each_row_gets_its_own_voice_knobs_and_seed(runner_parts, pipeline):
     for job in jobs:
         client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
     deliveries = consumer.read(len(jobs), block_ms=1000)
+    t0 = time.perf_counter()
     assert runner.run(deliveries, max_rows=len(jobs)) == len(jobs)
+    elapsed = time.perf_counter() - t0
     references = [_reference(pipeline, row) for row in ROWS]
     assert len(set(references)) == len(references)  # each row's settings matter
     for job, reference in zip(jobs, references, strict=True):
@@ -93,6 +103,9 @@ def test_each_row_gets_its_own_voice_knobs_and_seed(runner_parts, pipeline):
         chunks = [e for e in events if isinstance(e, Chunk)]
         done = events[-1]
         assert b"".join(c.pcm for c in chunks) == reference
+        assert [c.seq for c in chunks] == list(range(chunks[0].n_chunks))
+        for c in chunks:  # each chunk's share of the stage runs: within the whole run's time
+            assert set(c.stage_seconds) == STAGES and 0 <= sum(c.stage_seconds.values()) <= elapsed
         assert isinstance(done, Done), done
         assert (done.samples, done.chunks) == (len(reference) // 2, len(chunks))
         assert done.duration_s == pytest.approx(len(reference) / 2 / SAMPLE_RATE, abs=1e-4)
@@ -134,3 +147,26 @@ def test_a_job_that_joins_a_running_batch_gets_its_own_settings(runner_parts, pi
     assert b"".join(e.pcm for e in _events(client, keys, first.id) if isinstance(e, Chunk)) == _reference(
         pipeline, ROWS[0]
     )
+
+
+def test_a_cancelled_row_ends_at_once_and_alone(runner_parts, pipeline):
+    """The cancel flag (as the worker's poller sets it) drops the row at its next decode step:
+    its stream ends `cancelled` with fewer chunks than it had, its batch-mate runs to its end."""
+    client, keys, consumer, runner = runner_parts
+    doomed, mate = _job({**ROWS[3], "params": {"max_duration_s": 0.1}}), _job(ROWS[0])
+    for job in (doomed, mate):
+        client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
+
+    def more(free: int) -> list[Any]:  # asked before every stage run: cancel once audio is out
+        if any(isinstance(e, Chunk) for e in _events(client, keys, doomed.id)):
+            next(a for a in runner.active.snapshot() if a.job_id == doomed.id).cancelled.set()
+        return []
+
+    runner.run(consumer.read(2, block_ms=1000), more=more, max_rows=2)
+    events = _events(client, keys, doomed.id)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert isinstance(events[-1], Failed) and events[-1].type == "cancelled", events[-1]
+    assert events[-1].dropped_at is not None
+    assert 0 < len(chunks) < chunks[0].n_chunks
+    assert isinstance(_events(client, keys, mate.id)[-1], Done)
+    assert client.xlen(keys.jobs) == 0
