@@ -106,6 +106,8 @@ def test_each_row_gets_its_own_voice_knobs_and_seed(runner_parts, pipeline):
         assert [c.seq for c in chunks] == list(range(chunks[0].n_chunks))
         for c in chunks:  # each chunk's share of the stage runs: within the whole run's time
             assert set(c.stage_seconds) == STAGES and 0 <= sum(c.stage_seconds.values()) <= elapsed
+            assert set(c.stage_batch) == STAGES - {"codec"} and min(c.stage_batch.values()) >= 1
+            assert c.text and c.text in job.text
         assert isinstance(done, Done), done
         assert (done.samples, done.chunks) == (len(reference) // 2, len(chunks))
         assert done.duration_s == pytest.approx(len(reference) / 2 / SAMPLE_RATE, abs=1e-4)
