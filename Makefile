@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-fast lint typecheck demo bench gpu-check soak settings-table clean
+.PHONY: install serve test test-fast lint typecheck demo bench gpu-check soak mutate settings-table clean
 
 install: $(STAMP)
 
@@ -64,6 +64,24 @@ gpu-check: install
 # Mixed load for a set time (not in CI): RSS drift of the API and workers, Redis memory growth.
 soak: install
 	$(PY) tests/reliability/soak.py --duration 300
+
+# Mutation testing (not in `make test`: too slow): mutmut ([tool.mutmut] in pyproject.toml)
+# over bark_core/sampling.py, stages.py, app/worker/batch.py and app/api/protocol.py, with the
+# fast tests, in a copy of the tree under artifacts/ (git-ignored); MUTATE_S bounds the run and
+# MUTANTS picks mutant-name globs (e.g. MUTANTS='bark_core.sampling*'; default all, ~1400).
+# The kill rate is the last line; `make mutate-results` lists the survivors.
+MUTATE_S ?= 1500
+MUTANTS ?=
+MUTATE_DIR := artifacts/mutate
+mutate: install
+	rm -rf $(MUTATE_DIR) && mkdir -p $(MUTATE_DIR)
+	tar -c --exclude=./.venv --exclude=./.git --exclude=./artifacts --exclude='__pycache__' . | tar -x -C $(MUTATE_DIR)
+	cd $(MUTATE_DIR) && OMP_NUM_THREADS=1 timeout $(MUTATE_S) $(abspath $(VENV))/bin/mutmut run --max-children 2 $(MUTANTS) \
+		|| echo "mutmut stopped (timeout $(MUTATE_S) s or error): the figures below cover what ran"
+	cd $(MUTATE_DIR) && $(abspath $(PY)) -m tools.mutation_summary
+
+mutate-results:
+	cd $(MUTATE_DIR) && $(abspath $(VENV))/bin/mutmut results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -23,6 +23,7 @@ from bark_core.voices import (
     is_builtin_voice_id,
     language_of,
 )
+from tests.support.required import ORIGINAL_ENV, PRESETS_ENV, skip_or_fail
 
 # the 130 real v2 presets of suno-ai/bark, beside the repository (never copied into it)
 SHARED_VOICES = Path(__file__).resolve().parents[3] / "shared" / "voices" / "v2"
@@ -46,7 +47,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 def test_every_real_v2_preset_is_accepted() -> None:
     files = sorted(SHARED_VOICES.glob("*.npz"))
     if not files:
-        pytest.skip(f"the real presets are not at {SHARED_VOICES}")
+        skip_or_fail(PRESETS_ENV, f"the real presets are not at {SHARED_VOICES}")
     assert len(files) == 130
     for path in files:
         preset = VoicePreset.from_npz_file(path)
@@ -58,7 +59,7 @@ def test_every_preset_of_the_original_package_is_accepted() -> None:
     """bark==0.1.5 (installed by `make install`) ships the hub's v1, v2 and announcer presets."""
     spec = importlib.util.find_spec("bark")
     if spec is None or spec.origin is None:
-        pytest.skip("bark==0.1.5 is not installed")
+        skip_or_fail(ORIGINAL_ENV, "bark==0.1.5 is not installed")
     prompts = Path(spec.origin).parent / "assets" / "prompts"
     ids = {p.relative_to(prompts).with_suffix("").as_posix() for p in prompts.rglob("*.npz")}
     assert set(BUILTIN_VOICE_IDS) <= ids  # our list of built-in ids is the original's

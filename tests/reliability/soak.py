@@ -91,12 +91,16 @@ class Load:
             await r.aread()
             return r.status_code
 
-    async def _abandon(self, http: httpx.AsyncClient, seed: int) -> int:
+    async def _abandon(self, http: httpx.AsyncClient, seed: int) -> str:
+        """What the server answered before the client walked away (its status, and whether
+        audio had come), not a status of our own making."""
         body = {"text": TEXT + " " + TEXT, "seed": seed, "stream": True, "format": "pcm"}
+        audio = False
         async with http.stream("POST", "/synthesize", json=body) as r:
-            async for _ in r.aiter_raw():
+            async for piece in r.aiter_raw():
+                audio = bool(piece)
                 break  # first audio in: walk away
-        return 499
+        return f"{r.status_code} left after first audio" if audio else f"{r.status_code} no audio"
 
     async def _ws(self, http: httpx.AsyncClient, seed: int) -> int:
         async with connect(f"{self.ws_url}/ws/synthesize") as ws:

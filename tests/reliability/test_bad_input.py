@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from .reliability_kit import new_prefix, record
 HERE = Path(__file__).resolve().parent
 FUZZ_SECONDS = 60  # schemathesis's whole run (coverage, fuzzing, stateful phases)
 FUZZ_SEED = int(os.environ.get("BARK_FUZZ_SEED", "2"))
+MAX_EXAMPLES = 15  # per operation and phase
 
 
 def test_schemathesis_finds_nothing(make_api, workers, tmp_path):
@@ -40,7 +42,7 @@ def test_schemathesis_finds_nothing(make_api, workers, tmp_path):
         "--mode",
         "all",
         "--max-examples",
-        "15",
+        str(MAX_EXAMPLES),
         "--seed",
         str(FUZZ_SEED),
         "--workers",
@@ -53,9 +55,35 @@ def test_schemathesis_finds_nothing(make_api, workers, tmp_path):
     ]
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=FUZZ_SECONDS + 120)
     summary = [line for line in result.stdout.splitlines() if "generated" in line or "passed" in line]
-    record("schemathesis", seed=FUZZ_SEED, exit_code=result.returncode, summary=summary[-2:])
+    generated, passed = _cases(result.stdout)
+    # The fuzzing phase alone asks for MAX_EXAMPLES cases of every operation: fewer means the
+    # time budget cut the run short, or operations were never reached.
+    floor = MAX_EXAMPLES * len(_operations(api.app))
+    record(
+        "schemathesis",
+        seed=FUZZ_SEED,
+        exit_code=result.returncode,
+        summary=summary[-2:],
+        cases_generated=generated,
+        cases_passed=passed,
+        cases_floor=floor,
+    )
     failures = result.stdout.split("= FAILURES =")[-1] if "= FAILURES =" in result.stdout else ""
     assert result.returncode == 0, (failures or result.stdout)[:8000] + result.stderr[-2000:]
+    assert generated >= floor, f"{generated} cases generated, at least {floor} expected: {summary}"
+    assert passed == generated, summary
+
+
+def _cases(stdout: str) -> tuple[int, int]:
+    """The run's test-case counts, from its 'N generated, M passed' line (0, 0 without one)."""
+    totals = re.findall(r"(\d+) generated, (\d+) passed", stdout)
+    return (int(totals[-1][0]), int(totals[-1][1])) if totals else (0, 0)
+
+
+def _operations(app) -> list[tuple[str, str]]:
+    """(method, path) of every operation the published schema lists."""
+    paths = app.openapi()["paths"]
+    return [(method, path) for path, item in paths.items() for method in item if method != "parameters"]
 
 
 # --- sizes -------------------------------------------------------------------------------

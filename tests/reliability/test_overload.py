@@ -15,6 +15,15 @@ from .reliability_kit import new_prefix, percentile, record, waiting
 QUEUE_MAX = 4
 CALIBRATE_S = 6.0
 OVERLOAD = 5
+# Rows a worker runs at once (its BARK_BATCH_SIZE default) and workers: with the queue full,
+# an admitted job waits behind at most QUEUE_MAX queued jobs and WORKERS * BATCH running ones.
+BATCH = 4
+WORKERS = 2
+# The offered load shares the 2 cores with the workers (the API answers hundreds of 429s
+# meanwhile), so the capacity measured before is not what the workers keep during the overload
+# (RELIABILITY.md's run: p99 2.15 s, 1.38x its drain time of 13 jobs at 8.33 jobs/s). The bound
+# allows twice the drain time.
+CONTENTION = 2.0
 OFFER_S = 12.0
 MAX_REQUESTS = 400  # bound, whatever the calibration says
 BODY = {"text": "Overload test, one short sentence.", "format": "pcm"}
@@ -59,12 +68,13 @@ async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, f
 
 def test_overload_at_5x_capacity(make_api, make_workers):
     prefix = new_prefix("load")
-    pool = make_workers(prefix, 2)
+    pool = make_workers(prefix, WORKERS)
     api = make_api(prefix, queue_max=QUEUE_MAX, retry_after_s=1)
-    batch = 4  # the workers' BARK_BATCH_SIZE (default)
-    done = asyncio.run(_closed_loop(api.url, 2 * batch, CALIBRATE_S))
+    done = asyncio.run(_closed_loop(api.url, WORKERS * BATCH, CALIBRATE_S))
     capacity = done / CALIBRATE_S
     assert capacity > 0
+    # the time for everything ahead of an admitted job, and its own, to pass at capacity
+    drain_s = (QUEUE_MAX + WORKERS * BATCH + 1) / capacity
 
     depths: list[int] = []
     sampling = threading.Event()
@@ -94,9 +104,12 @@ def test_overload_at_5x_capacity(make_api, make_workers):
         p50_admitted_s=round(percentile(admitted, 50), 2),
         p99_admitted_s=round(percentile(admitted, 99), 2),
         max_admitted_s=round(max(admitted), 2),
+        latency_bound_s=round(CONTENTION * drain_s, 2),
     )
     assert set(statuses) <= {200, 429, 503}, statuses
     assert statuses[429] > 0, "5x capacity never filled the queue: the test proved nothing"
     assert all(retry is not None and int(retry) >= 1 for _, retry in refused)
     assert max(depths) <= QUEUE_MAX
     assert admitted
+    # bounded latency: admitted jobs wait for a full queue to drain, not for the whole offer
+    assert percentile(admitted, 99) <= CONTENTION * drain_s, (percentile(admitted, 99), drain_s)

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from app.worker.faults import CRASH, ERROR
+from tests.support.ws import ws_job
 
-from .reliability_kit import Restarter, record, settled, wait_until
+from .reliability_kit import Restarter, record, sentences, settled, wait_until
 
 MAX_DELIVERIES = 3  # the workers' default BARK_MAX_DELIVERIES
 HEALTHY = 6
@@ -64,13 +65,27 @@ def test_crashing_job_is_dead_lettered_and_harms_no_other(make_api, workers):
 
 
 def test_failing_row_fails_alone_in_its_batch(make_api, workers):
-    """A job whose generation raises gets its 500; its batch-mates still get their audio."""
+    """A job whose generation raises gets its 500; its batch-mates still get their audio. The
+    failing job is sent once both workers are busy, so it joins a running batch: its `started`
+    event must say it shared one, or the test proved nothing."""
     api = make_api()
+    bodies = [{**b, "text": b["text"] + " " + sentences(2, f"-{i}")} for i, b in enumerate(_bodies())]
     with httpx.Client(base_url=api.url, timeout=120) as http:
-        reference = [http.post("/synthesize", json=b).content for b in _bodies()]
-        with ThreadPoolExecutor(HEALTHY + 1) as pool:
-            bad = pool.submit(http.post, "/synthesize", json={"text": f"{ERROR} broken"})
-            healthy = list(pool.map(lambda b: http.post("/synthesize", json=b), _bodies()))
-    assert bad.result().status_code == 500
-    assert bad.result().json()["error"]["type"] == "generation_failed"
+        reference = [http.post("/synthesize", json=b).content for b in bodies]
+        with ThreadPoolExecutor(HEALTHY) as pool:
+            pending = [pool.submit(http.post, "/synthesize", json=b) for b in bodies]
+            busy = wait_until(lambda: all(h["state"] == "busy" for h in workers.heartbeats()), 30, 0.02)
+            bad = ws_job(api.ws_url, {"text": f"{ERROR} broken"})
+            healthy = [f.result() for f in pending]
+    batch = next((e["batch"] for e in bad.events if e["type"] == "started"), None)
+    record(
+        "failing_row",
+        workers_busy_before=busy,
+        failing_job_batch=batch,
+        outcome=bad.outcome,
+        healthy_unaffected=sum(r.content == ref for r, ref in zip(healthy, reference, strict=True)),
+    )
+    assert batch is not None and batch > 1, f"the failing job ran alone (batch {batch})"
+    assert bad.outcome == "error 500" and bad.events[-1]["error"]["type"] == "generation_failed"
+    assert [r.status_code for r in healthy] == [200] * HEALTHY
     assert [r.content for r in healthy] == reference
