@@ -149,3 +149,6 @@ def _run(server, make_api, make_workers):
     assert first_ok_s is not None, "no synthesis succeeded within 30 s of Redis coming back"
     assert lost_durable == 0 and lost_late == 0
     assert after and all(r.outcome == "done" for r in after), [r.outcome for r in after]
+    # RELIABILITY.md's claim: ready again within a heartbeat TTL of Redis answering (a worker
+    # beats every heartbeat_interval_s and re-registers at once)
+    assert ready_s is not None and ready_s <= api.settings.heartbeat_ttl_s, ready_s
