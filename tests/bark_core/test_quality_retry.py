@@ -17,6 +17,7 @@ from bark_core.pipeline import BarkPipeline
 from bark_core.quality import CheckKind, CheckResult, QualityThresholds, attempt_seed
 from bark_core.quality.checker import AudioVerdict, QualityChecker
 from bark_core.quality.vad import Trim
+from bark_core.seams import join_chunk
 from bark_core.types import AudioChunk, SynthesisRequest
 
 PARAMS = GenerationParams(max_duration_s=2.0)  # 100 semantic tokens: the random model never stops
@@ -124,3 +125,26 @@ def test_the_random_demo_turns_off_the_blind_checks(pipe: BarkPipeline) -> None:
     assert pipe.quality.active == [CheckKind.LOOP] and pipe.quality.thresholds.trim_margin_s is None
     with pytest.raises(InvalidParameterError):
         pipe.set_quality(None, attempts=0)
+
+
+class TrimEnds(QualityChecker):
+    """Passes every attempt and trims 10 ms from each end (as the VAD trim would)."""
+
+    def __init__(self) -> None:
+        super().__init__(QualityThresholds(skip=frozenset(CheckKind), trim_margin_s=None), None)
+
+    def audio(self, audio: np.ndarray, text: str, sample_rate: int = 24_000) -> AudioVerdict:
+        return AudioVerdict([], Trim(audio[240:-240], 0.01, 0.01))
+
+
+def test_the_trim_comes_before_the_fades_and_the_pause(pipe: BarkPipeline) -> None:
+    text = " ".join(f"Sentence {n} is long enough that it takes a chunk of its own, surely." for n in (1, 2))
+    params = GenerationParams(max_duration_s=0.3, continuity="fixed")
+    plain = _run(pipe, text, seed=4, params=params)
+    pipe.set_quality(TrimEnds(), attempts=2, random_weights=False)
+    trimmed = _run(pipe, text, seed=4, params=params)
+    assert len(trimmed) == len(plain) >= 2
+    for p, t in zip(plain, trimmed, strict=True):
+        expected = join_chunk(pipe.decode(p.fine)[240:-240], p.chunk_index, p.pause_s)
+        assert to_pcm16(t.audio) == to_pcm16(expected) and t.trimmed_s == pytest.approx(0.02)
+        assert t.attempts == 1 and t.pause_s == p.pause_s
