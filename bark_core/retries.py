@@ -42,12 +42,18 @@ class Outcome:
     all_failed: bool
 
 
+def _samples(chunk: Chunk) -> bool:
+    """Whether another seed can change the chunk: not when every stage is greedy."""
+    p = chunk.params
+    return p.text_temp > 0 or p.waveform_temp > 0 or p.fine_temp > 0
+
+
 def retry_semantic(chunk: Chunk, checker: QualityChecker, attempts: int) -> bool:
     """Check the chunk's semantic tokens; True when they failed and it goes round again
     (`chunk` then holds its next attempt), False when it goes on to coarse."""
     chunk.semantic_checks = checker.semantic(chunk.semantic, chunk.estimate_s)
-    if passed(chunk.semantic_checks) or chunk.attempt >= attempts - 1:
-        return False
+    if passed(chunk.semantic_checks) or chunk.attempt >= attempts - 1 or chunk.params.text_temp == 0:
+        return False  # greedy semantic sampling would draw the same tokens from any seed
     chunk.retry(Attempt(chunk.semantic_checks))
     return True
 
@@ -60,7 +66,7 @@ def check_audio(chunk: Chunk, checker: QualityChecker, attempts: int, decoded: n
     this = Attempt(
         chunk.semantic_checks + verdict.results, verdict.trim.audio, verdict.trim.removed_s, tokens
     )
-    if not passed(this.results) and chunk.attempt < attempts - 1:
+    if not passed(this.results) and chunk.attempt < attempts - 1 and _samples(chunk):
         chunk.retry(this)
         return None
     tried = [*chunk.tried, this]

@@ -148,3 +148,10 @@ def test_the_trim_comes_before_the_fades_and_the_pause(pipe: BarkPipeline) -> No
         expected = join_chunk(pipe.decode(p.fine)[240:-240], p.chunk_index, p.pause_s)
         assert to_pcm16(t.audio) == to_pcm16(expected) and t.trimmed_s == pytest.approx(0.02)
         assert t.attempts == 1 and t.pause_s == p.pause_s
+
+
+def test_a_greedy_chunk_is_not_retried_since_any_seed_draws_the_same(pipe: BarkPipeline) -> None:
+    pipe.set_quality(QualityChecker(STRICT, None), attempts=3, random_weights=False)
+    [chunk] = _run(pipe, TEXT, seed=7, params=GenerationParams.greedy(max_duration_s=2.0))
+    assert (chunk.attempts, chunk.all_failed, chunk.sent_attempt) == (1, True, 0)
+    assert [r.kind for r in chunk.checks if not r.passed] == [CheckKind.RUN_ON]
