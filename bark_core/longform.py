@@ -33,6 +33,7 @@ import torch
 from .errors import InvalidParameterError
 from .params import Continuity, GenerationParams, resolve_continuity
 from .planner import PlannedChunk
+from .quality import CheckResult, attempt_seed
 from .types import AudioChunk, SynthesisRequest
 from .voices import VoicePreset
 
@@ -46,11 +47,24 @@ def chunk_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
-def chunk_generator(seed: int, index: int, device: str) -> torch.Generator:
+def chunk_generator(seed: int, index: int, device: str, attempt: int = 0) -> torch.Generator:
+    """Attempt 0 draws from `chunk_seed` (a request that needs no retry sounds as it did
+    before there were checks); a retry from bark_core.quality.attempt_seed(seed, index, a)."""
     gen_device = device if torch.device(device).type == "cuda" else "cpu"
     generator = torch.Generator(device=gen_device)
-    generator.manual_seed(chunk_seed(seed, index))
+    generator.manual_seed(chunk_seed(seed, index) if attempt == 0 else attempt_seed(seed, index, attempt))
     return generator
+
+
+@dataclass
+class Attempt:
+    """One finished attempt at a chunk: its checks, and (if it reached audio) its tokens and
+    its decoded audio trimmed to the margin, kept in case every attempt fails."""
+
+    results: list[CheckResult]
+    audio: np.ndarray | None = None
+    trimmed_s: float = 0.0
+    tokens: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # semantic, coarse, fine
 
 
 @dataclass
@@ -68,6 +82,9 @@ class Chunk:
     fine: np.ndarray = field(default_factory=lambda: np.zeros((8, 0), np.int64))
     seconds: dict[str, float] = field(default_factory=dict)  # its share of each stage's run
     batch: dict[str, int] = field(default_factory=dict)  # rows in each stage's run
+    attempt: int = 0  # retries so far (bark_core.quality)
+    semantic_checks: list[CheckResult] = field(default_factory=list)  # this attempt's
+    tried: list[Attempt] = field(default_factory=list)  # the attempts before this one
 
     @property
     def params(self) -> GenerationParams:
@@ -79,6 +96,17 @@ class Chunk:
 
     def as_voice(self) -> VoicePreset:
         return VoicePreset(semantic=self.semantic, coarse=self.coarse, fine=self.fine)
+
+    def retry(self, finished: Attempt) -> None:
+        """Keep `finished` and start the next attempt from the semantic stage, with the
+        generator of (seed, index, attempt)."""
+        self.tried.append(finished)
+        self.attempt += 1
+        self.generator = chunk_generator(self.request.seed, self.index, self.owner.device, self.attempt)
+        self.semantic_checks = []
+        self.semantic = np.zeros(0, np.int64)
+        self.coarse = np.zeros((2, 0), np.int64)
+        self.fine = np.zeros((8, 0), np.int64)
 
 
 class RequestState:

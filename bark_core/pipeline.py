@@ -41,6 +41,8 @@ from .modules import (
 from .offload import OffloadedStage
 from .params import GenerationParams, semantic_tokens_for
 from .planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, PlannedChunk, plan_chunks
+from .quality.checker import QualityChecker
+from .retries import Outcome, check_audio, checker_for_weights, retry_semantic
 from .scheduler import BATCHED, STAGES, StageQueues
 from .seams import join_chunk, pause_samples
 from .text import normalize_whitespace
@@ -157,6 +159,21 @@ class BarkPipeline:
         # the planner's limits for every request's chunks (set them after `load` to change)
         self.chunk_target_s = DEFAULT_TARGET_S
         self.first_chunk_s: float | None = DEFAULT_FIRST_CHUNK_S
+        # the chunk checks (bark_core.quality; None: off) and the attempts per chunk
+        self.quality: QualityChecker | None = None
+        self.quality_attempts = 1
+
+    def set_quality(
+        self, checker: QualityChecker | None, attempts: int = 1, *, random_weights: bool | None = None
+    ) -> None:
+        """Check every chunk with `checker`, trying each up to `attempts` times (bark_core.retries).
+        `random_weights` (default: whether this checkpoint is the random demo) turns off the
+        checks whose signal random weights cannot give."""
+        if attempts < 1:
+            raise InvalidParameterError(f"attempts must be >= 1, got {attempts}", param="attempts")
+        blind = self.is_random_demo if random_weights is None else random_weights
+        self.quality = None if checker is None else checker_for_weights(checker, blind)
+        self.quality_attempts = attempts
 
     @classmethod
     def load(
@@ -329,16 +346,21 @@ class BarkPipeline:
                 report,
             )
 
-    def audio_chunk(self, chunk: Chunk) -> AudioChunk:
-        """Decode a generated chunk into the audio that goes out (bark_core.seams)."""
-        t0 = time.perf_counter()
+    def audio_chunk(
+        self, chunk: Chunk, outcome: Outcome | None = None, t0: float | None = None
+    ) -> AudioChunk:
+        """Decode a generated chunk into the audio that goes out (bark_core.seams); with checks
+        on, the `outcome` of its attempts (trimmed audio) instead, whose decode began at `t0`."""
+        t0 = time.perf_counter() if t0 is None else t0
         pause_s = chunk.params.chunk_pause_s if chunk.index > 0 else 0.0
+        decoded = self.decode(chunk.fine) if outcome is None else outcome.audio
+        checked = {} if outcome is None else _outcome_fields(chunk, outcome)
         return AudioChunk(
             request_index=chunk.owner.index,
             chunk_index=chunk.index,
             n_chunks=chunk.owner.n_chunks,
             text=chunk.text,
-            audio=join_chunk(self.decode(chunk.fine), chunk.index, pause_s),
+            audio=join_chunk(decoded, chunk.index, pause_s),
             semantic=chunk.semantic,
             coarse=chunk.coarse,
             fine=chunk.fine,
@@ -346,6 +368,7 @@ class BarkPipeline:
             stage_batch=dict(chunk.batch),
             estimate_s=chunk.estimate_s,
             pause_s=pause_samples(pause_s) / SAMPLE_RATE,
+            **checked,
         )
 
     def synthesize(
@@ -417,7 +440,11 @@ class _Batch:
                 continue
             setattr(chunk, stage, result)
             chunk.seconds[stage], chunk.batch[stage] = share, len(chunks)
-            if stage == BATCHED[-1]:
+            quality = self.pipe.quality
+            if stage == STAGES[0] and quality and retry_semantic(chunk, quality, self.pipe.quality_attempts):
+                self.queues.put(STAGES[0], chunk)
+                continue
+            if stage == BATCHED[-1] and quality is None:  # with checks: once an attempt is kept
                 chunk.owner.on_generated(chunk)
             self.queues.put(STAGES[STAGES.index(stage) + 1], chunk)
 
@@ -425,8 +452,30 @@ class _Batch:
         for chunk in chunks:
             if _cancelled(chunk.request):
                 self._drop(chunk.owner)
-            if not chunk.owner.dropped:
+            if chunk.owner.dropped:
+                continue
+            if self.pipe.quality is None:
                 yield from chunk.owner.on_decoded(self.pipe.audio_chunk(chunk))
+                continue
+            t0 = time.perf_counter()
+            outcome = check_audio(
+                chunk, self.pipe.quality, self.pipe.quality_attempts, self.pipe.decode(chunk.fine)
+            )
+            if outcome is None:  # goes round again from the semantic stage
+                self.queues.put(STAGES[0], chunk)
+                continue
+            chunk.owner.on_generated(chunk)
+            yield from chunk.owner.on_decoded(self.pipe.audio_chunk(chunk, outcome, t0))
+
+
+def _outcome_fields(chunk: Chunk, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "attempts": chunk.attempt + 1,
+        "attempt_checks": outcome.attempt_checks,
+        "sent_attempt": outcome.sent_attempt,
+        "all_failed": outcome.all_failed,
+        "trimmed_s": outcome.trimmed_s,
+    }
 
 
 def _cancelled(request: SynthesisRequest) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 
 from .constants import SAMPLE_RATE
 from .params import GenerationParams
+from .quality import CheckResult
 from .voices import VoicePreset
 
 
@@ -57,10 +58,25 @@ class AudioChunk:
     estimate_s: float | None = None
     #: the silence at the start of `audio`, seconds
     pause_s: float = 0.0
+    #: attempts made at this chunk (1: no retry; bark_core.quality)
+    attempts: int = 1
+    #: every attempt's check results, in attempt order (empty lists: checks off)
+    attempt_checks: list[list[CheckResult]] = field(default_factory=list)
+    #: the attempt whose audio this is
+    sent_attempt: int = 0
+    #: every attempt failed a check: this is the best-scoring one (bark_core.quality.best_attempt)
+    all_failed: bool = False
+    #: leading and trailing non-speech cut from the decoded audio, seconds
+    trimmed_s: float = 0.0
 
     @property
     def is_last(self) -> bool:
         return self.chunk_index == self.n_chunks - 1
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        """The check results of the attempt sent (empty: checks off)."""
+        return self.attempt_checks[self.sent_attempt] if self.attempt_checks else []
 
     @property
     def duration_s(self) -> float:

@@ -61,12 +61,32 @@ class Metrics:
             registry=r,
         )
         self.audio_seconds = Counter("bark_audio_seconds", "Seconds of audio delivered", registry=r)
+        # chunk checks (issue 16)
+        self.checks_failed = Counter(
+            "bark_chunk_checks_failed", "Checks failed by an attempt at a chunk", ["kind"], registry=r
+        )
+        self.chunk_retries = Counter(
+            "bark_chunk_retries", "Chunks generated again after a failed check", registry=r
+        )
+        self.chunks_all_failed = Counter(
+            "bark_chunks_all_attempts_failed", "Chunks sent with every attempt failing a check", registry=r
+        )
+        self.trimmed_seconds = Counter(
+            "bark_chunk_trimmed_seconds", "Leading and trailing non-speech trimmed from chunks", registry=r
+        )
 
     def observe_chunk(self, chunk: Chunk) -> None:
         for stage, seconds in chunk.stage_seconds.items():
             self.stage_seconds.labels(stage).observe(float(seconds))
         for stage, rows in chunk.stage_batch.items():
             self.stage_batch.labels(stage).observe(int(rows))
+        for check in chunk.checks:
+            if not check.passed:
+                self.checks_failed.labels(check.kind).inc()
+        self.chunk_retries.inc(max(chunk.attempts - 1, 0))
+        if chunk.all_failed:
+            self.chunks_all_failed.inc()
+        self.trimmed_seconds.inc(max(chunk.trimmed_s, 0.0))
 
     def observe_done(self, done: Done, audio_seconds: float) -> None:
         self.jobs.labels("done").inc()

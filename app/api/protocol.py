@@ -172,6 +172,16 @@ class StartedEvent(BaseModel):
     batch: int | None = Field(None, description="Jobs in the worker's batch with this one.")
 
 
+class CheckEvent(BaseModel):
+    """One chunk check on one attempt (README: Chunk checks)."""
+
+    attempt: int
+    kind: str
+    passed: bool
+    score: float
+    threshold: float
+
+
 class ChunkEvent(BaseModel):
     type: Literal["chunk"] = "chunk"
     seq: int
@@ -182,6 +192,10 @@ class ChunkEvent(BaseModel):
         default=None, description="The planner's estimate of its spoken duration."
     )
     duration_s: float = Field(default=0.0, description="Its audio, seconds (the pause before it included).")
+    attempts: int = Field(default=1, description="Generations of this chunk (more than 1: it was retried).")
+    checks: list[CheckEvent] = Field(default_factory=list, description="Every attempt's checks.")
+    all_failed: bool = Field(default=False, description="Every attempt failed a check: the best was sent.")
+    trimmed_s: float = Field(default=0.0, description="Non-speech trimmed from its ends, seconds.")
 
 
 class DoneEvent(BaseModel):
@@ -190,6 +204,8 @@ class DoneEvent(BaseModel):
     rtf: float | None = Field(description="Generation seconds per second of audio.")
     samples: int
     chunks: int
+    retried_chunks: int = Field(default=0, description="Chunks generated more than once (chunk checks).")
+    failed_chunks: int = Field(default=0, description="Chunks whose every attempt failed a check.")
 
 
 class ErrorBody(BaseModel):

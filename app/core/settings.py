@@ -16,11 +16,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bark_core.constants import ROWS_PER_REQUEST
 from bark_core.params import DEFAULT_CHUNK_PAUSE_S, MAX_CHUNK_PAUSE_S
 from bark_core.planner import DEFAULT_FIRST_CHUNK_S, DEFAULT_TARGET_S, MIN_TARGET_S
+from bark_core.quality import CheckKind, QualityThresholds
 
 Device = Literal["cpu", "cuda", "auto"]
 Dtype = Literal["float32", "float16", "bfloat16", "int8", "auto"]
 PackMode = Literal["on", "off", "auto"]  # bark_core.modules.PackMode (which imports torch)
 CsvList = Annotated[list[str], NoDecode]
+_QT = QualityThresholds()  # the chunk checks' defaults live in bark_core.quality
 WORKER_STOP_MARGIN_S = 15.0
 # What the example secrets in deploy/ hold: a key containing it is refused at start, so an
 # example copied unedited never serves with a guessable key.
@@ -344,6 +346,63 @@ class Settings(BaseSettings):
         1.0, gt=0, le=300, description="First retry delay of a webhook, seconds (doubles each retry)."
     )
 
+    # --- chunk checks (issue 16)
+    quality_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Attempts at each chunk: one that fails a check is generated again with a seed "
+        "derived from (seed, chunk, attempt), and the best-scoring attempt is sent if all fail. "
+        "1: checks off. 3 bounds a chunk at three times its cost (a semantic failure costs "
+        "only its semantic stage again).",
+    )
+    quality_skip: CsvList = Field(
+        default_factory=list,
+        description="Checks not run, comma-separated: run_on, truncated, loop, no_speech, late_end, asr.",
+    )
+    quality_trim_margin_s: float = Field(
+        _QT.trim_margin_s or 0.0,
+        ge=0,
+        le=5,
+        description="Leading and trailing non-speech (VAD) is trimmed to this margin, seconds.",
+    )
+    quality_asr_model: str = Field(
+        "",
+        description="Whisper model (hub id or directory) for the ASR check; empty: no ASR check. "
+        "Where it cannot be loaded the worker says so once and runs without it.",
+    )
+    quality_asr_device: str = Field("cpu", description="Device of the ASR model: cpu or cuda.")
+    quality_asr_language: str = Field("", description="Language Whisper transcribes in; empty: detected.")
+    quality_max_length_ratio: float = Field(
+        _QT.max_length_ratio, gt=1, description="run_on: semantic tokens over the estimate's above this fail."
+    )
+    quality_min_length_ratio: float = Field(
+        _QT.min_length_ratio, gt=0, lt=1, description="truncated: tokens over the estimate's below this fail."
+    )
+    quality_length_slack_s: float = Field(
+        _QT.length_slack_s, ge=0, description="run_on/truncated: a difference under this never fails, s."
+    )
+    quality_loop_max_s: float = Field(
+        _QT.loop_max_s, ge=0, description="loop: one n-gram repeated back to back longer than this fails, s."
+    )
+    quality_min_speech_s: float = Field(
+        _QT.min_speech_s, ge=0, description="no_speech: a text with words needs this much speech, s."
+    )
+    quality_max_trailing_s: float = Field(
+        _QT.max_trailing_s,
+        ge=0,
+        description="late_end: non-speech after the last speech over this fails, s.",
+    )
+    quality_max_error_rate: float = Field(
+        _QT.max_error_rate, gt=0, description="asr: word (or character) error rate above this fails."
+    )
+    quality_on_random_weights: bool = Field(
+        False,
+        description="Run every check even on a random-weight checkpoint (whose noise fails "
+        "run_on, no_speech and asr): for tests of the retry path only.",
+    )
+    _split_quality = field_validator("quality_skip", mode="before")(_split_csv)
+
     _split_jobs = field_validator("jobs_per_key_overrides", "key_names", "webhook_hosts", mode="before")(
         _split_csv
     )
@@ -367,6 +426,21 @@ class Settings(BaseSettings):
     def key_labels(self) -> dict[str, str]:
         return self._pairs(self.key_names, "key_names")
 
+    @property
+    def quality_thresholds(self) -> QualityThresholds:
+        """The chunk checks' thresholds (bark_core.quality), from the quality_* settings."""
+        return QualityThresholds(
+            max_length_ratio=self.quality_max_length_ratio,
+            min_length_ratio=self.quality_min_length_ratio,
+            length_slack_s=self.quality_length_slack_s,
+            loop_max_s=self.quality_loop_max_s,
+            min_speech_s=self.quality_min_speech_s,
+            max_trailing_s=self.quality_max_trailing_s,
+            trim_margin_s=self.quality_trim_margin_s,
+            max_error_rate=self.quality_max_error_rate,
+            skip=frozenset(CheckKind(k) for k in self.quality_skip),
+        )
+
     @model_validator(mode="after")
     def _check_jobs(self) -> Settings:
         if any(not v.lstrip("-").isdigit() for v in self._pairs(self.jobs_per_key_overrides, "x").values()):
@@ -378,4 +452,8 @@ class Settings(BaseSettings):
             raise ValueError(f"resume_grace_s must be 0 or at least {MIN_RESUME_GRACE_S} s")
         if self.webhook_hosts and not self.webhook_secret:
             raise ValueError("webhook_hosts needs webhook_secret (webhook bodies are signed)")
+        kinds = {k.value for k in CheckKind}
+        if unknown := [k for k in self.quality_skip if k not in kinds]:
+            raise ValueError(f"quality_skip: unknown checks {unknown}; known: {sorted(kinds)}")
+        self.quality_thresholds  # noqa: B018 (validates the thresholds together)
         return self

@@ -68,6 +68,17 @@ class Started:
 
 
 @dataclass(frozen=True)
+class CheckReport:
+    """One check on one attempt at a chunk (bark_core.quality.CheckResult, as sent)."""
+
+    attempt: int
+    kind: str
+    passed: bool
+    score: float
+    threshold: float
+
+
+@dataclass(frozen=True)
 class Chunk:
     """The audio of one text chunk: s16le, 24 kHz, mono. `seq` numbers chunks 0..n-1."""
 
@@ -80,6 +91,11 @@ class Chunk:
     estimate_s: float | None = None  # the planner's estimate of the text's spoken duration
     duration_s: float = 0.0  # of the audio sent, the pause before it included
     pause_s: float = 0.0  # the silence that opens it (every chunk after the first)
+    attempts: int = 1  # generations of this chunk (1: no retry; issue 16)
+    checks: tuple[CheckReport, ...] = ()  # every attempt's checks (empty: checks off)
+    sent_attempt: int = 0  # the attempt whose audio this is
+    all_failed: bool = False  # every attempt failed a check: the best one was sent
+    trimmed_s: float = 0.0  # non-speech trimmed from its ends, seconds
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,9 @@ class Done:
     rtf: float | None = None  # generation seconds per second of audio
     worker: str = ""
     attempt: int = 1
+    retried_chunks: int = 0  # chunks generated more than once (issue 16)
+    failed_chunks: int = 0  # chunks whose every attempt failed a check
+    trimmed_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,7 @@ def decode_event(entry: dict[bytes, bytes]) -> Event:
     if cls is Chunk:
         meta["seq"] = int(entry[b"seq"])
         meta["pcm"] = entry.get(b"pcm", b"")
+        meta["checks"] = tuple(_known(CheckReport, c) for c in meta.get("checks", ()))
     return _known(cls, meta)
 
 
@@ -162,6 +182,7 @@ class WorkerInfo:
     dtype: str | None = None
     is_random_demo: bool = False
     batch_size: int | None = None
+    checks: dict[str, str] = field(default_factory=dict)  # chunk check kind -> "on" or why off
 
     @property
     def ready(self) -> bool:

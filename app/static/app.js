@@ -582,6 +582,14 @@
           timing.textContent = ` (${estimate}got ${event.duration_s.toFixed(1)} s)`;
           li.append(timing);
         }
+        if (event.attempts > 1) {
+          const failed = (event.checks || []).filter((c) => !c.passed).map((c) => c.kind);
+          const retried = document.createElement("small");
+          retried.className = "chunk-retried";
+          retried.textContent = ` [${event.attempts} attempts: failed ${[...new Set(failed)].join(", ")}`
+            + `${event.all_failed ? "; every attempt failed, best sent" : ""}]`;
+          li.append(retried);
+        }
         chunkList.append(li);
         break;
       }

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from bark_core.voices import language_of
 from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed, ServiceError, from_core
 from ..queue.connection import REDIS_DOWN
 from ..queue.consumer import Consumer, Delivery
-from ..queue.wire import TOKEN_DTYPE, Chunk, ChunkGeneration, Done, Event, Failed, Started
+from ..queue.wire import TOKEN_DTYPE, CheckReport, Chunk, ChunkGeneration, Done, Event, Failed, Started
 from .active import ActiveJob, ActiveJobs
 from .faults import Faults
 from .resume import ResumePoint, resume_point
@@ -76,6 +76,22 @@ def generation_of(chunk: AudioChunk) -> ChunkGeneration:
     return ChunkGeneration(chunk.chunk_index, raw(chunk.semantic), raw(chunk.coarse), raw(chunk.fine))
 
 
+def checks_of(chunk: AudioChunk) -> dict[str, Any]:
+    """The chunk event's fields on its checks and attempts (issue 16)."""
+    reports = tuple(
+        CheckReport(attempt, r.kind.value, r.passed, r.score, r.threshold)
+        for attempt, results in enumerate(chunk.attempt_checks)
+        for r in results
+    )
+    return {
+        "attempts": chunk.attempts,
+        "checks": reports,
+        "sent_attempt": chunk.sent_attempt,
+        "all_failed": chunk.all_failed,
+        "trimmed_s": round(chunk.trimmed_s, 4),
+    }
+
+
 def failed(err: ServiceError) -> Failed:
     return Failed(err.type, err.message, err.param)
 
@@ -90,10 +106,15 @@ class Row:
     chunks: int = 0
     finished: bool = False
     resumed: ResumePoint = dataclasses.field(default_factory=ResumePoint)  # what it starts after
+    retried_chunks: int = 0
+    failed_chunks: int = 0
+    trimmed_s: float = 0.0
 
     def restart(self) -> None:
         """Count from where this delivery started (the chunks before it are the client's)."""
         self.samples, self.chunks = self.resumed.samples, self.resumed.start_chunk
+        self.retried_chunks = self.failed_chunks = 0
+        self.trimmed_s = 0.0
 
     @property
     def job_id(self) -> str:
@@ -254,7 +275,11 @@ class BatchRunner:
             estimate_s=None if chunk.estimate_s is None else round(chunk.estimate_s, 3),
             duration_s=round(chunk.duration_s, 4),
             pause_s=round(chunk.pause_s, 4),
+            **checks_of(chunk),
         )
+        row.retried_chunks += chunk.attempts > 1
+        row.failed_chunks += chunk.all_failed
+        row.trimmed_s += chunk.trimmed_s
         self.consumer.emit(row.job_id, event, generation_of(chunk))
         if chunk.is_last:
             self._settle(row, self._done(row))
@@ -271,6 +296,9 @@ class BatchRunner:
             rtf,
             self.worker_id,
             row.delivery.deliveries,
+            row.retried_chunks,
+            row.failed_chunks,
+            round(row.trimmed_s, 4),
         )
 
     def _settle(self, row: Row, event: Event) -> None:

@@ -81,6 +81,8 @@ def load_pipeline(settings: Settings, heartbeat: Heartbeat) -> BarkPipeline:
 
     from bark_core.pipeline import BarkPipeline
 
+    from .quality import install_checks
+
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = _device(settings.device)
@@ -95,10 +97,13 @@ def load_pipeline(settings: Settings, heartbeat: Heartbeat) -> BarkPipeline:
     )
     pipe.chunk_target_s = settings.chunk_target_s
     pipe.first_chunk_s = settings.first_chunk_s or None
+    checks = install_checks(settings, pipe)
     if pipe.is_random_demo:
         log.warning(random_weights_warning(pipe.model_name).upper())
     # `auto` is resolved by the pipeline: publish what it chose
-    heartbeat.update(model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo)
+    heartbeat.update(
+        model=pipe.model_name, dtype=pipe.dtype, is_random_demo=pipe.is_random_demo, checks=checks
+    )
     return pipe
 
 

@@ -25,6 +25,7 @@ _WORKER_FIELDS = (
     "state",
     "jobs_done",
     "batch_size",
+    "checks",  # each chunk check: "on", or why it is off (issue 16)
 )
 
 

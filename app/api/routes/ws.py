@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from typing import Literal
@@ -32,6 +33,7 @@ from ..deps import key_is_valid, presented_key
 from ..errors import error_body, status_of
 from ..fair_share import owner_of
 from ..protocol import (
+    CheckEvent,
     ChunkEvent,
     DoneEvent,
     ErrorBody,
@@ -198,12 +200,21 @@ async def _send_event(ws: WebSocket, run: JobRun, event: Event) -> None:
             n_chunks=event.n_chunks,
             estimate_s=event.estimate_s,
             duration_s=event.duration_s,
+            attempts=event.attempts,
+            checks=[CheckEvent(**dataclasses.asdict(c)) for c in event.checks],
+            all_failed=event.all_failed,
+            trimmed_s=event.trimmed_s,
         )
         await ws.send_text(chunk.model_dump_json())
         await ws.send_bytes(event.pcm)
     elif isinstance(event, Done):
         done = DoneEvent(
-            duration_s=round(run.duration_s(), 4), rtf=event.rtf, samples=run.samples, chunks=run.chunks
+            duration_s=round(run.duration_s(), 4),
+            rtf=event.rtf,
+            samples=run.samples,
+            chunks=run.chunks,
+            retried_chunks=event.retried_chunks,
+            failed_chunks=event.failed_chunks,
         )
         await ws.send_text(done.model_dump_json())
         await ws.close(code=1000)
