@@ -26,7 +26,7 @@ import torch
 from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
 from .constants import MAX_ROWS, MAX_TEXT_TOKENS, ROWS_PER_REQUEST, SAMPLE_RATE, TEXT_ENCODING_OFFSET
-from .errors import InvalidParameterError
+from .errors import BarkError, InvalidParameterError
 from .longform import Chunk, RequestState, start_chunks
 from .modules import (
     CausalGPT,
@@ -401,8 +401,16 @@ class _Batch:
         self.queues: StageQueues[Chunk] = StageQueues()
 
     def add(self, request: SynthesisRequest) -> None:
-        plan = self.pipe.plan(request)
-        self.states.append(RequestState(len(self.states), request, plan, self.pipe.device))
+        """A new request with its planned chunks. A text our tokenizer refuses (a lone
+        surrogate, say) ends that request alone: it yields no chunk, and its batch-mates go on."""
+        try:
+            plan = self.pipe.plan(request)
+        except (BarkError, TypeError, ValueError, UnicodeError) as exc:
+            log.warning("request %d's text cannot be planned (%s): it ends alone", len(self.states), exc)
+            plan = []
+        state = RequestState(len(self.states), request, plan, self.pipe.device)
+        state.dropped = not plan
+        self.states.append(state)
 
     def unfinished(self) -> list[RequestState]:
         return [s for s in self.states if not s.finished]
