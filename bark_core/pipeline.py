@@ -26,7 +26,7 @@ import torch
 from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
 from .constants import MAX_ROWS, MAX_TEXT_TOKENS, ROWS_PER_REQUEST, SAMPLE_RATE, TEXT_ENCODING_OFFSET
-from .errors import BarkError, InvalidParameterError
+from .errors import InvalidParameterError
 from .longform import Chunk, RequestState, start_chunks
 from .modules import (
     CausalGPT,
@@ -402,11 +402,12 @@ class _Batch:
 
     def add(self, request: SynthesisRequest) -> None:
         """A new request with its planned chunks. A text our tokenizer refuses (a lone
-        surrogate, say) ends that request alone: it yields no chunk, and its batch-mates go on."""
+        surrogate, say) ends that request alone: it yields no chunk, and its batch-mates go on.
+        The planner's own errors (an empty text) still raise, as for a request alone."""
         try:
             plan = self.pipe.plan(request)
-        except (BarkError, TypeError, ValueError, UnicodeError) as exc:
-            log.warning("request %d's text cannot be planned (%s): it ends alone", len(self.states), exc)
+        except (TypeError, ValueError, UnicodeError) as exc:  # the tokenizer's, not our own errors
+            log.warning("request %d's text cannot be tokenized (%s): it ends alone", len(self.states), exc)
             plan = []
         state = RequestState(len(self.states), request, plan, self.pipe.device)
         state.dropped = not plan
