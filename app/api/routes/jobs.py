@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...core.errors import Conflict
+from ...core.errors import Cancelled, Conflict
 from ..audio import AudioFormat
 from ..deps import Authorized, StateDep
 from ..fair_share import owner_of
@@ -77,9 +77,12 @@ async def job_audio(
     if record.state in ("failed", "cancelled"):
         raise Conflict(f"job {job_id} {record.state}: {record.error_message}", param="job_id")
     run = await attach(state, job_id, owner, from_seq=from_chunk)
-    if record.state == "done":
-        return await whole_file(run, request, format)
-    return await stream_audio(run, request, format)
+    try:
+        if record.state == "done":
+            return await whole_file(run, request, format)
+        return await stream_audio(run, request, format)
+    except Cancelled as exc:  # cancelled since the record was read: before any audio went out
+        raise Conflict(f"job {job_id} cancelled: {exc.message}", param="job_id") from exc
 
 
 @router.delete(
