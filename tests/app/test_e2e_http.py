@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from bark_core.voices import BUILTIN_VOICE_IDS
+from tests.support.presets import preset_npz
 
 LONG = " ".join(
     f"This is sentence number {i}, which is long enough to fill a chunk of text by itself." for i in range(6)
@@ -125,18 +126,6 @@ def test_builtin_voice_and_generation_knobs(client):
     assert 0 < len(r.content) // 2 <= int(0.2 * 24000) + 320
 
 
-def _npz(seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        semantic_prompt=rng.integers(0, 10_000, 40),
-        coarse_prompt=rng.integers(0, 1024, (2, 60)),
-        fine_prompt=rng.integers(0, 1024, (8, 60)),
-    )
-    return buffer.getvalue()
-
-
 def test_voice_upload_use_and_delete(client):
     listing = client.get("/voices").json()
     assert listing["demo"] is True and "RANDOM" in listing["warning"]
@@ -144,7 +133,7 @@ def test_voice_upload_use_and_delete(client):
     builtin = {v["id"] for v in listing["data"] if v["source"] == "builtin"}
     assert "v2/en_speaker_6" in builtin and len(builtin) == len(BUILTIN_VOICE_IDS)
 
-    files = {"file": ("mine.npz", _npz(), "application/octet-stream")}
+    files = {"file": ("mine.npz", preset_npz(), "application/octet-stream")}
     r = client.post("/voices", data={"id": "my-voice"}, files=files)
     assert r.status_code == 201, r.text
     assert r.json() == {"id": "my-voice", "language": None, "language_name": None, "source": "uploaded"}
@@ -160,7 +149,7 @@ def test_voice_upload_use_and_delete(client):
         "/voices",
         params={"overwrite": "true"},
         data={"id": "my-voice"},
-        files={"file": ("b.npz", _npz(1), "application/octet-stream")},
+        files={"file": ("b.npz", preset_npz(1), "application/octet-stream")},
     )
     assert r.status_code == 201
     r = client.post("/synthesize", json={"text": "Mine.", "voice": "my-voice", "format": "pcm"})
@@ -180,7 +169,7 @@ def test_voice_upload_use_and_delete(client):
     ],
 )
 def test_voice_upload_is_validated(client, voice_id, payload, status, param):
-    files = {"file": ("x.npz", payload or _npz(), "application/octet-stream")}
+    files = {"file": ("x.npz", payload or preset_npz(), "application/octet-stream")}
     r = client.post("/voices", data={"id": voice_id}, files=files)
     assert r.status_code == status, r.text
     assert r.json()["error"]["param"] == param

@@ -10,14 +10,12 @@ would return the second, not the first.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from websockets.sync.client import connect
 
@@ -28,6 +26,7 @@ from bark_core.constants import SAMPLE_RATE
 from bark_core.params import GenerationParams
 from bark_core.pipeline import BarkPipeline
 from bark_core.voices import VoicePreset
+from tests.support.presets import preset_npz
 from tests.support.servers import FAST
 from tests.support.ws import read_until_done
 
@@ -188,18 +187,6 @@ def test_openai_speed_stretches_the_audio(client, reference, speed):
 # --- uploaded voices ----------------------------------------------------------------------------
 
 
-def _npz(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        semantic_prompt=rng.integers(0, 10_000, 40),
-        coarse_prompt=rng.integers(0, 1024, (2, 60)),
-        fine_prompt=rng.integers(0, 1024, (8, 60)),
-    )
-    return buffer.getvalue()
-
-
 def _upload(client: httpx.Client, voice_id: str, data: bytes, overwrite: bool = False) -> None:
     files = {"file": ("v.npz", data, "application/octet-stream")}
     r = client.post("/voices", data={"id": voice_id}, files=files, params={"overwrite": overwrite})
@@ -210,7 +197,7 @@ def test_overwritten_voice_is_used_at_once(api, client, workers, reference):
     """Both workers hold the old arrays in their LRU when the preset is replaced: the next job,
     whichever worker runs it, uses the new ones."""
     voice_id = "effects-overwrite"
-    old, new = _npz(1), _npz(2)
+    old, new = preset_npz(1), preset_npz(2)
     body = {**GREEDY, "text": TEXT, "seed": 4, "voice": voice_id}
     _upload(client, voice_id, old)
     try:

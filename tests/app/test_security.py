@@ -24,6 +24,7 @@ from app.queue.keys import Keys
 from app.queue.wire import BuiltinVoices
 from bark_core.planner import estimate_seconds
 from bark_core.voices import VoicePreset
+from tests.support.presets import preset_npz
 from tests.support.servers import register_worker
 
 KEY, OTHER, ADMIN = "sec-key-a-0123456789", "sec-key-b-9876543210", "sec-admin-5555"
@@ -33,21 +34,9 @@ def _prefix(name: str) -> str:
     return f"{name}{uuid.uuid4().hex[:6]}"
 
 
-def _npz(seed: int = 0, frames: int = 60) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        semantic_prompt=rng.integers(0, 10_000, frames * 2 // 3),
-        coarse_prompt=rng.integers(0, 1024, (2, frames)),
-        fine_prompt=rng.integers(0, 1024, (8, frames)),
-    )
-    return buffer.getvalue()
-
-
 def _upload(c: httpx.Client, voice_id: str, key: str | None, body: bytes | None = None, **params):
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    files = {"file": ("p.npz", body if body is not None else _npz(), "application/octet-stream")}
+    files = {"file": ("p.npz", body if body is not None else preset_npz(), "application/octet-stream")}
     return c.post("/voices", data={"id": voice_id}, files=files, headers=headers, params=params)
 
 
@@ -256,7 +245,7 @@ def test_uploads_are_stored_at_their_narrowest_integer_type(make_api):
 
 
 def test_voice_limits_per_key_and_in_all(make_api):
-    one = voice_store.stored_bytes(voice_store.encode(VoicePreset.from_npz_bytes(_npz()), "uploaded"))
+    one = voice_store.stored_bytes(voice_store.encode(VoicePreset.from_npz_bytes(preset_npz()), "uploaded"))
     server = make_api(
         _prefix("quota"),
         api_keys=[KEY, OTHER],
@@ -279,7 +268,7 @@ def test_voice_limits_per_key_and_in_all(make_api):
 
 
 def test_voice_bytes_are_limited(make_api):
-    one = voice_store.stored_bytes(voice_store.encode(VoicePreset.from_npz_bytes(_npz()), "uploaded"))
+    one = voice_store.stored_bytes(voice_store.encode(VoicePreset.from_npz_bytes(preset_npz()), "uploaded"))
     server = make_api(_prefix("bytes"), voice_max_bytes_per_key=one + 400, voice_max_total_bytes=10**6)
     with httpx.Client(base_url=server.url, timeout=10) as c:
         assert _upload(c, "x1", None).status_code == 201
@@ -295,7 +284,7 @@ def test_only_the_uploading_key_or_an_admin_changes_a_voice(make_api):
         r = _upload(c, "mine", OTHER, overwrite="true")
         assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error", r.text
         assert c.delete("/voices/mine", headers=auth[OTHER]).status_code == 403
-        assert _upload(c, "mine", KEY, body=_npz(1), overwrite="true").status_code == 201
+        assert _upload(c, "mine", KEY, body=preset_npz(1), overwrite="true").status_code == 201
         assert _upload(c, "mine", ADMIN, overwrite="true").status_code == 201
         assert c.delete("/voices/mine", headers=auth[KEY]).status_code == 403  # the admin's now
         assert c.delete("/voices/mine", headers=auth[ADMIN]).status_code == 204
@@ -336,7 +325,7 @@ def test_voices_are_paginated(make_api):
     _publish_builtins(server, {"v2/en_speaker_0", "announcer"})
     with httpx.Client(base_url=server.url, timeout=10) as c:
         for i in range(5):
-            assert _upload(c, f"u{i}", None, body=_npz(i)).status_code == 201
+            assert _upload(c, f"u{i}", None, body=preset_npz(i)).status_code == 201
         seen, after, pages = [], None, 0
         while True:
             page = c.get("/voices", params={"limit": 2, **({"after": after} if after else {})}).json()
@@ -353,7 +342,7 @@ def test_voices_are_paginated(make_api):
 
 def test_an_archive_holds_exactly_the_three_members_once_each(make_api):
     server = make_api(_prefix("members"))
-    good = zipfile.ZipFile(io.BytesIO(_npz()))
+    good = zipfile.ZipFile(io.BytesIO(preset_npz()))
     members = {n: good.read(n) for n in good.namelist()}
 
     def archive(names: list[str]) -> bytes:
@@ -375,7 +364,7 @@ def test_an_archive_holds_exactly_the_three_members_once_each(make_api):
 
 def test_a_malformed_npy_header_is_422_in_our_words(make_api):
     server = make_api(_prefix("npy"))
-    good = zipfile.ZipFile(io.BytesIO(_npz()))
+    good = zipfile.ZipFile(io.BytesIO(preset_npz()))
     bad_headers = [
         b"\x93NUMPY\x01\x00" + b"\x20\x00" + b"{'descr': <object at 0x7f00>, }".ljust(32),
         b"\x93NUMPY\x01\x00" + b"\x20\x00" + b"{'descr': '<i8', 'shape': (2,".ljust(32),
