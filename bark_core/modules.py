@@ -40,7 +40,8 @@ class KVCache:
     `static`: every forward attends over all `slots` (the unfilled ones masked) and writes at
     a device-side counter (`filled`), so that a decode step has the same shapes and no host
     value in it from one step to the next (what a CUDA graph capture needs). The slots start
-    zeroed: masked keys get weight 0, and 0 * garbage could be NaN."""
+    zeroed: masked keys get weight 0, and 0 * garbage could be NaN. `pads` (B,), when set: each
+    row's left padding, slots a static cache's mask hides from that row's queries."""
 
     def __init__(self, shape: GPTShape, batch: int, slots: int, device, dtype, static: bool = False) -> None:
         head_dim = shape.hidden_size // shape.num_heads
@@ -51,6 +52,11 @@ class KVCache:
         self.length = 0  # slots filled so far, the same for every row
         self.static = static
         self.filled = torch.zeros((), dtype=torch.long, device=device)  # `length` on the device (static)
+        self.pads: torch.Tensor | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
 
     @property
     def slots(self) -> int:
@@ -60,6 +66,8 @@ class KVCache:
         """Drop finished rows so later steps do not compute them."""
         self.k = self.k.index_select(1, rows)
         self.v = self.v.index_select(1, rows)
+        if self.pads is not None:
+            self.pads = self.pads.index_select(0, rows)
 
     def reserve(self, slots: int) -> None:
         """Make room for at least `slots` positions, keeping what is filled."""
@@ -189,13 +197,19 @@ class CausalGPT(nn.Module):
 
 
 def _static_mask(cache: KVCache, T: int, mask: torch.Tensor | None) -> torch.Tensor:
-    """(1, 1, T, S): each new position attends to the filled slots up to itself; computed on
-    the device from `cache.filled`, the same shape every step."""
+    """(1 or B, 1, T, S): each new position attends to the filled slots up to itself, past its
+    row's padding; computed on the device from `cache.filled`, the same shape every step."""
     if mask is not None:
-        raise ValueError("a static cache builds its own mask (padded batches are not supported yet)")
+        raise ValueError("a static cache builds its own mask (give it `pads` for a padded batch)")
     slots = torch.arange(cache.slots, device=cache.k.device)
     at = cache.filled + torch.arange(T, device=cache.k.device)
-    return (slots[None, :] <= at[:, None])[None, None]
+    causal = slots[None, :] <= at[:, None]  # (T, S)
+    if cache.pads is None:
+        return causal[None, None]
+    unpadded = slots[None, :] >= cache.pads[:, None]  # (B, S)
+    # padding queries attend to themselves only, so no softmax row is empty (NaN)
+    itself = slots[None, :] == at[:, None]
+    return ((causal[None] & unpadded[:, None]) | itself[None])[:, None]
 
 
 class FineGPT(nn.Module):

@@ -26,6 +26,7 @@ import torch
 from . import stages
 from .checkpoint import DEFAULT_MODEL, load_checkpoint, resolve_checkpoint, submodel_state
 from .constants import MAX_ROWS, MAX_TEXT_TOKENS, ROWS_PER_REQUEST, SAMPLE_RATE, TEXT_ENCODING_OFFSET
+from .decode_step import Graphs
 from .errors import InvalidParameterError
 from .longform import Chunk, RequestState, start_chunks
 from .modules import (
@@ -162,6 +163,10 @@ class BarkPipeline:
         # the chunk checks (bark_core.quality; None: off) and the attempts per chunk
         self.quality: QualityChecker | None = None
         self.quality_attempts = 1
+        # decode steps with the same shapes every step (a static cache), and on CUDA those
+        # steps replayed as CUDA graphs (bark_core.decode_step); set by `load`
+        self.static_shapes = False
+        self.graphs: Graphs | None = None
 
     def set_quality(
         self, checker: QualityChecker | None, attempts: int = 1, *, random_weights: bool | None = None
@@ -185,12 +190,15 @@ class BarkPipeline:
         dtype: str = "float32",
         offload: bool = False,
         pack: bool | PackMode = True,
+        cuda_graphs: bool = True,
+        cudnn_sdpa: bool = False,
     ) -> BarkPipeline:
         """Load a hub id or checkpoint directory onto `device` in `dtype` (EnCodec stays fp32).
 
         `pack`: on CPU in fp32, whether the GPTs' linear layers use oneDNN-packed weights
         (modules.PackedLinear): "on" (True), "off" (False), or "auto": measured here, at load,
-        packed only where it is faster on this CPU (the choice is logged with its figures)."""
+        packed only where it is faster on this CPU (the choice is logged with its figures).
+        `cuda_graphs`, `cudnn_sdpa`: CUDA only, see `configure_cuda`."""
         check_precision(device, dtype)
         dtype = resolve_precision(device, dtype)
         root = resolve_checkpoint(model, revision)
@@ -204,7 +212,7 @@ class BarkPipeline:
         codec: torch.nn.Module = bark.codec_model.to(device).eval()
         if ckpt.is_random_demo:
             log.warning("model %s has RANDOM weights: its audio is noise, for tests and demos only", model)
-        return cls(
+        pipe = cls(
             semantic=semantic,
             coarse=coarse,
             fine=fine,
@@ -217,6 +225,19 @@ class BarkPipeline:
             offload=offload,
             is_random_demo=ckpt.is_random_demo,
         )
+        if torch.device(device).type == "cuda":
+            pipe.configure_cuda(cuda_graphs=cuda_graphs, cudnn_sdpa=cudnn_sdpa)
+        return pipe
+
+    def configure_cuda(self, *, cuda_graphs: bool, cudnn_sdpa: bool) -> None:
+        """`cuda_graphs`: static decode shapes, each step replayed as a CUDA graph (one launch
+        for a step's ~355 kernels). `cudnn_sdpa`: let PyTorch pick cuDNN attention; off by
+        default, as cuDNN keys its plan cache on exact shapes and has been reported to stall
+        23-37 ms building a plan for each new cache length (torch 2.13, H100). The setting is
+        the process's: a worker holds one pipeline."""
+        torch.backends.cuda.enable_cudnn_sdp(cudnn_sdpa)
+        self.graphs = Graphs() if cuda_graphs else None
+        self.static_shapes = cuda_graphs
 
     # ------------------------------------------------------------------ stages with offload
 
@@ -327,6 +348,8 @@ class BarkPipeline:
                     [c.params.min_eos_p for c in chunks],
                     [self.semantic_cap(c.params, c.estimate_s) for c in chunks],
                     report,
+                    static_shapes=self.static_shapes,
+                    graphs=self.graphs,
                 )
         if stage == "coarse":
             with self._on_device(self.coarse) as model:
@@ -336,6 +359,8 @@ class BarkPipeline:
                     [(c.history.semantic, c.history.coarse) if c.history else None for c in chunks],
                     _controls(chunks, lambda p: p.waveform_temp),
                     report,
+                    static_shapes=self.static_shapes,
+                    graphs=self.graphs,
                 )
         with self._on_device(self.fine) as model:
             return stages.generate_fine(

@@ -35,6 +35,7 @@ from .constants import (
     SEMANTIC_VOCAB_SIZE,
     TEXT_PAD_TOKEN,
 )
+from .decode_step import DecodeStep, Graphs
 from .modules import CausalGPT, FineGPT, KVCache
 from .sampling import NO_THRESHOLD, BatchSampling, sample_batch, sample_positions
 
@@ -142,9 +143,12 @@ def generate_semantic(
     max_tokens: Sequence[int],  # per row, at most 768
     progress: Progress | None = None,
     static_shapes: bool = False,
+    graphs: Graphs | None = None,
 ) -> list[np.ndarray | None]:
     """Text -> semantic tokens. None for a cancelled row. `static_shapes`: a static cache
-    (modules.KVCache), so that every decode step has the same shapes while no row leaves."""
+    (modules.KVCache), so that every decode step has the same shapes while no row leaves;
+    `graphs` (implies it): those steps replayed as CUDA graphs (bark_core.decode_step)."""
+    static_shapes = static_shapes or graphs is not None
     device = model.device
     B = len(text_tokens)
     thresholds = [NO_THRESHOLD if p is None else p for p in min_eos_p]
@@ -161,6 +165,7 @@ def generate_semantic(
     steps = max(max_tokens)
     cache = model.new_cache(B, prefix.shape[1] + steps, static=static_shapes)
     logits = model(prefix, torch.arange(prefix.shape[1], device=device)[None], cache)
+    decode = DecodeStep(model, cache, graphs) if static_shapes else None
     for step in range(steps):
         chosen = run.step(logits)
         if progress:
@@ -170,8 +175,12 @@ def generate_semantic(
         token_t, keep_t = chosen
         if keep_t is not None:
             cache.keep_rows(keep_t)
-        pos = cache.filled.view(1, 1) if static_shapes else torch.full((1, 1), cache.length, device=device)
-        logits = model(model.input_embeds_layer(token_t), pos, cache)
+            decode = DecodeStep(model, cache, graphs) if static_shapes else None
+        if decode is not None:
+            logits = decode(token_t)
+        else:
+            pos = torch.full((1, 1), cache.length, device=device)
+            logits = model(model.input_embeds_layer(token_t), pos, cache)
     if progress:
         progress(steps, steps)
     return run.result
@@ -237,19 +246,30 @@ def window_extends(held: np.ndarray, window: np.ndarray) -> bool:
     return len(window) > len(held) and bool(np.array_equal(window[: len(held)], held))
 
 
+# The longest window (256 semantic, the infer token, 630 coarse) and its decode steps: the
+# size of a static coarse cache, which then serves every window of a batch.
+COARSE_STATIC_SLOTS = COARSE_SEMANTIC_WINDOW + 1 + MAX_COARSE_HISTORY + COARSE_WINDOW
+
+
 @dataclass
 class _CoarseCache:
-    """The KV cache a window leaves behind, for the next window to extend when it can."""
+    """The KV cache a window leaves behind, for the next window to extend when it can. Its
+    `cache.pads` (B,) is each batch row's left padding."""
 
     cache: KVCache
-    pads: torch.Tensor  # (B,) left padding of each batch row
     rows: list[int]  # the _CoarseRow.row of each batch row
     held: list[np.ndarray]  # each batch row's tokens in the cache, padding excluded
-    pad_list: list[int]  # `pads` as known here, so that no step reads them back
+    pad_list: list[int]  # `cache.pads` as known here, so that no step reads them back
+    step: DecodeStep | None = None  # the static cache's decode step (static shapes only)
 
     @property
     def padded(self) -> bool:
         return any(p > 0 for p in self.pad_list)
+
+    @property
+    def pads(self) -> torch.Tensor:
+        assert self.cache.pads is not None
+        return self.cache.pads
 
 
 @torch.inference_mode()
@@ -260,13 +280,18 @@ def generate_coarse(
     controls: Sequence[RowControl],
     progress: Progress | None = None,
     reuse_cache: bool = True,
+    static_shapes: bool = False,
+    graphs: Graphs | None = None,
 ) -> list[np.ndarray | None]:
     """Semantic tokens -> coarse codes (2, T) per row, in sliding windows of 60 steps.
 
     The original prefills each window from scratch. Where a window is the previous one plus
     the tokens just generated (same start, same positions: early windows without a long voice
-    history), the cache is kept and only the new tokens are fed (`reuse_cache`)."""
-    device = model.device
+    history), the cache is kept and only the new tokens are fed (`reuse_cache`).
+    `static_shapes`: one static cache of COARSE_STATIC_SLOTS for every window of the batch
+    (refilled where a window cannot extend it), so that each decode step has the same shapes
+    while no row leaves; `graphs` (implies it): those steps replayed as CUDA graphs."""
+    mode = _CoarseMode(reuse_cache, static_shapes or graphs is not None, graphs)
     result: list[np.ndarray | None] = [None] * len(semantic)
     rows: list[_CoarseRow] = []
     for i, (sem, hist) in enumerate(zip(semantic, histories, strict=True)):
@@ -282,9 +307,7 @@ def generate_coarse(
         if not rows:
             break
         windows = [_coarse_window(r, n_step) for r in rows]
-        rows, state = _coarse_window_steps(
-            model, rows, windows, n_step, controls, device, state if reuse_cache else None
-        )
+        rows, state = _coarse_window_steps(model, rows, windows, n_step, controls, mode, state)
         n_step += COARSE_WINDOW
         if progress:
             progress(min(n_step, total), total)
@@ -334,10 +357,11 @@ def _extend_cache(
         return None
     t = tails.pop()
     keep = [index[r.row] for r in rows]
+    device = state.cache.k.device
     if keep != list(range(len(state.rows))):
-        _keep_cache_rows(state, keep, torch.tensor(keep, device=state.pads.device))
+        _keep_cache_rows(state, keep, torch.tensor(keep, device=device))
     state.held = held
-    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(state.pads.device)
+    tail = torch.from_numpy(np.stack([w[-t:] for w in windows])).to(device)
     return state, tail
 
 
@@ -361,21 +385,44 @@ def _prefill_mask(slots: torch.Tensor, state: _CoarseCache, start: int, T: int) 
     return mask[:, None]
 
 
+@dataclass(frozen=True)
+class _CoarseMode:
+    """How a coarse run uses its caches (generate_coarse's arguments of the same names)."""
+
+    reuse_cache: bool = True
+    static: bool = False
+    graphs: Graphs | None = None
+
+
 def _fresh_window(
-    model: CausalGPT, rows: list[_CoarseRow], windows: list[np.ndarray]
+    model: CausalGPT,
+    rows: list[_CoarseRow],
+    windows: list[np.ndarray],
+    mode: _CoarseMode,
+    previous: _CoarseCache | None,
 ) -> tuple[_CoarseCache, torch.Tensor]:
-    """A new cache for left-padded windows, and the (B, width) ids to prefill it with."""
+    """A cache for left-padded windows, and the (B, width) ids to prefill it with. A static
+    cache that holds these rows is emptied and reused (so are its captured steps)."""
     device = model.device
     width = max(len(w) for w in windows)
     pad_list = [width - len(w) for w in windows]
     ids = torch.from_numpy(
         np.stack([np.concatenate([np.zeros(p, np.int64), w]) for p, w in zip(pad_list, windows, strict=True)])
     ).to(device)
-    cache = model.new_cache(len(rows), width + COARSE_WINDOW)
+    pads = torch.tensor(pad_list, device=device)
     empty = [np.zeros(0, np.int64)] * len(rows)
-    return _CoarseCache(
-        cache, torch.tensor(pad_list, device=device), [r.row for r in rows], empty, pad_list
-    ), ids
+    row_ids = [r.row for r in rows]
+    if mode.static and previous is not None and previous.rows == row_ids:
+        cache = previous.cache
+        cache.filled.zero_()
+        cache.length = 0
+        cache.pads.copy_(pads)  # type: ignore[union-attr]
+        return _CoarseCache(cache, row_ids, empty, pad_list, previous.step), ids
+    slots = COARSE_STATIC_SLOTS if mode.static else width + COARSE_WINDOW
+    cache = model.new_cache(len(rows), slots, static=mode.static)
+    cache.pads = pads
+    step = DecodeStep(model, cache, mode.graphs) if mode.static else None
+    return _CoarseCache(cache, row_ids, empty, pad_list, step), ids
 
 
 @dataclass
@@ -393,18 +440,19 @@ def _prefill_window(
     windows: list[np.ndarray],
     n_step0: int,
     previous: _CoarseCache | None,
+    mode: _CoarseMode,
 ) -> tuple[_CoarseCache, torch.Tensor]:
     """Feed a window: extend the previous window's cache by what is new where it can, else
     prefill a fresh one (left-padded). Returns the state and the first step's logits."""
-    extended = _extend_cache(previous, rows, windows)
-    state, ids = extended if extended is not None else _fresh_window(model, rows, windows)
+    extended = _extend_cache(previous, rows, windows) if mode.reuse_cache else None
+    state, ids = extended if extended is not None else _fresh_window(model, rows, windows, mode, previous)
     cache = state.cache
     start, T = cache.length, ids.shape[1]
     cache.reserve(start + T + COARSE_WINDOW)
     slots = torch.arange(cache.slots, device=ids.device)
     # each row counts positions from its own first real token, as if it were alone
     positions = (slots[None, start : start + T] - state.pads[:, None]).clamp(min=0)
-    mask = _prefill_mask(slots, state, start, T)
+    mask = None if cache.static else _prefill_mask(slots, state, start, T)
     relevant = model(model.input_embeds_layer(ids), positions, cache, mask, _codebook(n_step0)[1])
     state.held = [np.concatenate([h, w[-T:]]) for h, w in zip(state.held, windows, strict=True)]
     return state, relevant
@@ -416,13 +464,13 @@ def _coarse_window_steps(
     windows: list[np.ndarray],
     n_step0: int,
     controls: Sequence[RowControl],
-    device: torch.device,
+    mode: _CoarseMode,
     previous: _CoarseCache | None = None,
 ) -> tuple[list[_CoarseRow], _CoarseCache]:
     """One sliding window: its prefill, then up to 60 decode steps, the tokens kept on the
     device until the window's end."""
-    state, relevant = _prefill_window(model, rows, windows, n_step0, previous)
-    cache = state.cache
+    state, relevant = _prefill_window(model, rows, windows, n_step0, previous, mode)
+    cache, device = state.cache, model.device
     slots = torch.arange(cache.slots, device=device)
     by_row = {r.row: r for r in rows}
     live = [by_row[row] for row in state.rows]
@@ -445,10 +493,16 @@ def _coarse_window_steps(
             _keep_cache_rows(state, keep, keep_t)
             sampling = sampling.select(keep, keep_t)
             live = [live[b] for b in keep]
-        slot, pads = cache.length, state.pads
-        mask = (slots[None, None, None, : slot + 1] >= pads[:, None, None, None]) if state.padded else None
-        embeds = model.input_embeds_layer(tokens[:, None])
-        relevant = model(embeds, (slot - pads)[:, None], cache, mask, _codebook(n_step + 1)[1])
+        vocab = _codebook(n_step + 1)[1]
+        if state.step is not None:
+            relevant = state.step(tokens[:, None], vocab)
+        else:
+            slot, pads = cache.length, state.pads
+            mask = None
+            if state.padded:
+                mask = slots[None, None, None, : slot + 1] >= pads[:, None, None, None]
+            embeds = model.input_embeds_layer(tokens[:, None])
+            relevant = model(embeds, (slot - pads)[:, None], cache, mask, vocab)
     _take_tokens(drawn, state)
     return [r for r in rows if not controls[r.row].cancelled()], state
 
@@ -485,9 +539,11 @@ def _take_tokens(drawn: list[_Drawn], state: _CoarseCache) -> None:
 
 
 def _keep_cache_rows(state: _CoarseCache, keep: list[int], keep_t: torch.Tensor) -> None:
-    """Cut the window's cache and bookkeeping to the batch rows `keep` (`keep_t` on the device)."""
+    """Cut the window's cache and bookkeeping to the batch rows `keep` (`keep_t` on the device);
+    a static cache's rows are new tensors, so its decode step is made anew."""
     state.cache.keep_rows(keep_t)
-    state.pads = state.pads[keep_t]
+    if state.step is not None:
+        state.step = DecodeStep(state.step.model, state.cache, state.step.graphs)
     state.pad_list = [state.pad_list[b] for b in keep]
     state.rows = [state.rows[b] for b in keep]
     state.held = [state.held[b] for b in keep]

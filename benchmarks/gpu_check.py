@@ -7,7 +7,8 @@ Steps, each a subprocess with its own time limit (never past the whole budget):
   checkpoint  the bark-small-shaped random checkpoint, made once (benchmarks/common.py)
   cuda-tests  pytest tests/bark_core/test_cuda.py
   pipeline    transformers fp16 against bark_core fp16, each with and without CPU offload
-              (peak GPU memory allocated and reserved, both ways), bark_core fp32 for the
+              (peak GPU memory allocated and reserved, both ways), bark_core fp16 with its
+              CUDA graphs off (`-eager`, against on), bark_core fp32 for the
               fp16/bf16 agreement measured on the GPU, and the batched decode step
   service     a real bark-serve on the GPU (fp16, batch 16) at 1 and 16 concurrent streams
 
@@ -35,7 +36,7 @@ from benchmarks.common import RESULTS, table
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_S = 480  # the whole check, issue 13's "at most 8 minutes"
 NO_GPU_EXIT = 2
-PIPELINE_MODES = "ref-fp16,core-fp16,ref-fp16-offload,core-fp16-offload,core-fp32"
+PIPELINE_MODES = "ref-fp16,core-fp16,core-fp16-eager,ref-fp16-offload,core-fp16-offload,core-fp32"
 AGREEMENT_MODES = "core-fp16,core-bf16"
 SERVICE_LEVELS = "1,16"
 CUDA_TESTS = "tests/bark_core/test_cuda.py"
@@ -233,6 +234,7 @@ PIPELINE_COLUMNS = [
     ("coarse_ms_per_tok", "coarse ms/tok"),
     ("peak_gpu_mib", "peak GPU alloc MiB"),
     ("peak_gpu_reserved_mib", "peak GPU reserved MiB"),
+    ("cuda_graphs", "graphs captured/replayed"),
     ("speedup_vs_ref_same_dtype", "x transformers (same dtype, offload)"),
 ]
 SERVICE_COLUMNS = [

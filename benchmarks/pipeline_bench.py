@@ -14,7 +14,8 @@ Modes: ref-<dtype> is transformers, core-<dtype> is bark_core; dtypes fp32, bf16
 (bark_core only: dynamic int8 linears), fp32plain (bark_core only: fp32 without the oneDNN
 weight packing, to show what it contributes), fp16 (CUDA only). A `-offload` suffix (CUDA only)
 keeps idle stages on the CPU: transformers' `enable_cpu_offload` (accelerate hooks) or
-bark_core's own stage offload.
+bark_core's own stage offload. An `-eager` suffix (bark_core on CUDA) turns its CUDA graphs
+off: each decode step launches its kernels one by one, on a cache that grows.
 
 On a GPU every mode gets an untimed warm-up run first (cuBLAS/cuDNN set-up, kernel choice and
 the caching allocator's first segments are not the model's cost), each timed region is closed
@@ -55,18 +56,21 @@ CORE_PRECISIONS = {**TORCH_DTYPES, "int8": "int8", "fp32plain": "float32"}
 
 @dataclass(frozen=True)
 class Mode:
-    """`ref-fp16-offload` -> side ref (transformers) or core (bark_core), dtype, offload."""
+    """`core-fp16-offload-eager` -> side ref (transformers) or core (bark_core), dtype,
+    offload, CUDA graphs off (core only)."""
 
     side: str
     dtype: str
     offload: bool = False
+    eager: bool = False
 
     @classmethod
     def parse(cls, name: str) -> Mode:
         side, dtype, *rest = name.split("-")
-        if side not in ("ref", "core") or rest not in ([], ["offload"]):
-            raise ValueError(f"mode {name!r}: expected ref|core-<dtype>[-offload]")
-        return cls(side, dtype, bool(rest))
+        flags = ["offload", "eager"] if side == "core" else ["offload"]
+        if side not in ("ref", "core") or rest != [f for f in flags if f in rest]:
+            raise ValueError(f"mode {name!r}: expected ref|core-<dtype>[-offload][-eager (core)]")
+        return cls(side, dtype, "offload" in rest, "eager" in rest)
 
     @property
     def variant(self) -> str:
@@ -79,11 +83,16 @@ def number_format(dtype: str) -> str:
     return "fp32" if dtype == "fp32plain" else dtype
 
 
-def load_core(ckpt: str, dtype: str, device: str = "cpu", offload: bool = False):  # type: ignore[no-untyped-def]
+def load_core(ckpt: str, dtype: str, device: str = "cpu", offload: bool = False, eager: bool = False):  # type: ignore[no-untyped-def]
     from bark_core.pipeline import BarkPipeline
 
     return BarkPipeline.load(
-        ckpt, device=device, dtype=CORE_PRECISIONS[dtype], offload=offload, pack=dtype != "fp32plain"
+        ckpt,
+        device=device,
+        dtype=CORE_PRECISIONS[dtype],
+        offload=offload,
+        pack=dtype != "fp32plain",
+        cuda_graphs=not eager,
     )
 
 
@@ -191,7 +200,7 @@ def run_core(mode: Mode, ckpt: str, device: str, voice: str | None, n_semantic: 
     from bark_core.types import SynthesisRequest
 
     t0 = time.perf_counter()
-    pipe = load_core(ckpt, mode.dtype, device, mode.offload)
+    pipe = load_core(ckpt, mode.dtype, device, mode.offload, mode.eager)
     load_s = time.perf_counter() - t0
     preset = pipe.voices.get(voice) if voice else None
     params = GenerationParams.greedy(max_duration_s=n_semantic / 49.9)
@@ -220,6 +229,8 @@ def run_core(mode: Mode, ckpt: str, device: str, voice: str | None, n_semantic: 
         "semantic": chunk.semantic.tolist(),
         "coarse": chunk.coarse.tolist(),
         "fine": chunk.fine.tolist(),
+        # decode steps captured as CUDA graphs and replays, warm-up run included
+        "cuda_graphs": None if pipe.graphs is None else [pipe.graphs.captured, pipe.graphs.replayed],
         **_peak_memory(device),
     }
 
@@ -676,6 +687,7 @@ def summarize(runs: dict, speed: dict, ckpt: str, voice: str | None) -> list[dic
             "peak_gpu_reserved_mib": r.get("peak_gpu_reserved_mib"),
             "load_s": r["load_s"],
             "loadavg_before": r.get("loadavg_before"),
+            "cuda_graphs": "/".join(map(str, r["cuda_graphs"])) if r.get("cuda_graphs") else None,
             **{f"{s}_s": stage.get(s) for s in STAGES},
             "semantic_tok_s": n_sem / stage["semantic"] if stage.get("semantic") else None,
             "coarse_tok_s": n_coarse / stage["coarse"] if stage.get("coarse") else None,

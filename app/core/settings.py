@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         "have it (sm80+), float16 on older ones, bfloat16 on CPUs with native bf16, else float32.",
     )
     offload: bool = Field(False, description="CUDA only: keep idle stages on the CPU.")
+    cuda_graphs: bool = Field(
+        True,
+        description="CUDA only: decode steps on static-shape caches, each replayed as a CUDA graph "
+        "(one launch for a step's kernels).",
+    )
+    cudnn_sdpa: bool = Field(
+        False,
+        description="CUDA only: let PyTorch pick cuDNN attention (off: its plan cache is keyed on "
+        "exact shapes).",
+    )
     workers: int = Field(
         1, ge=0, le=64, description="Worker processes `bark-serve` starts with an embedded Redis."
     )

@@ -94,6 +94,8 @@ def load_pipeline(settings: Settings, heartbeat: Heartbeat) -> BarkPipeline:
         dtype=settings.dtype,
         offload=settings.offload,
         pack=settings.cpu_packing,
+        cuda_graphs=settings.cuda_graphs,
+        cudnn_sdpa=settings.cudnn_sdpa,
     )
     pipe.chunk_target_s = settings.chunk_target_s
     pipe.first_chunk_s = settings.first_chunk_s or None

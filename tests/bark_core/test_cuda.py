@@ -57,3 +57,26 @@ def test_cuda_batch_with_padding_filters_and_sampling(pipeline, tiny_checkpoint)
         np.testing.assert_array_equal(first[i].fine, again[i].fine)
     assert first[1].semantic.shape == cpu[1].semantic.shape
     assert (first[1].semantic == cpu[1].semantic).mean() > 0.9
+
+
+def test_cuda_graphs_replay_the_same_static_steps(tiny_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    """Decode steps replayed as CUDA graphs (the default on CUDA) give the tokens of the same
+    static-shape steps launched eagerly, in a batch whose rows leave at different times (a new
+    graph per batch size); and graphs were captured and replayed."""
+    graphed = BarkPipeline.load(str(tiny_checkpoint), device="cuda", dtype="float16")
+    eager = BarkPipeline.load(str(tiny_checkpoint), device="cuda", dtype="float16", cuda_graphs=False)
+    eager.static_shapes = True
+    assert graphed.graphs is not None and graphed.static_shapes and eager.graphs is None
+    voice = graphed.voices.get("v2/en_speaker_6")
+    requests = [
+        SynthesisRequest("Hello there.", voice, GenerationParams(max_duration_s=1.5, top_k=50), 1),
+        SynthesisRequest("A longer line of text.", None, GenerationParams.greedy(max_duration_s=1.0), 2),
+        SynthesisRequest("Hi.", None, GenerationParams(max_duration_s=0.4), 3),
+    ]
+    a = {c.request_index: c for c in graphed.stream(requests)}
+    b = {c.request_index: c for c in eager.stream(requests)}
+    for i in range(3):
+        np.testing.assert_array_equal(a[i].semantic, b[i].semantic)
+        np.testing.assert_array_equal(a[i].coarse, b[i].coarse)
+        np.testing.assert_array_equal(a[i].fine, b[i].fine)
+    assert graphed.graphs.captured >= 4 and graphed.graphs.replayed > 100

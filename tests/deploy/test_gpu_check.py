@@ -86,7 +86,7 @@ def test_the_plan_is_the_issues_checks() -> None:
     steps = {s.name: " ".join(s.argv) for s in plan}
     assert gpu_check.CUDA_TESTS in steps["cuda-tests"] and (REPO / gpu_check.CUDA_TESTS).is_file()
     modes = steps["pipeline"].split("--modes ")[1].split()[0].split(",")
-    assert {"ref-fp16", "core-fp16", "ref-fp16-offload", "core-fp16-offload"} <= set(modes)
+    assert {"ref-fp16", "core-fp16", "core-fp16-eager", "ref-fp16-offload", "core-fp16-offload"} <= set(modes)
     assert "--device cuda" in steps["pipeline"] and "--device cuda" in steps["service"]
     assert "--levels 1,16" in steps["service"]
     assert sum(s.limit_s for s in plan) <= gpu_check.BUDGET_S
@@ -109,7 +109,7 @@ def test_the_table_names_the_card_and_both_offload_peaks() -> None:
     }
     text = gpu_check.render(report)
     assert text.startswith("# gpu-check on NVIDIA H200")
-    assert "| core-fp16-offload | 4 | - | - | - | - | - | - | 700 | 800 | - |" in text
+    assert "| core-fp16-offload | 4 | - | - | - | - | - | - | 700 | 800 | - | - |" in text
     assert "ref-fp16-offload failed: `ImportError: accelerate`" in text
 
 
