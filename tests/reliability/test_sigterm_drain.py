@@ -101,6 +101,7 @@ def test_sigterm_drains_then_stops(tmp_path: Path, tiny_checkpoint: Path):
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         running_at_signal = IN_FLIGHT - len(outcomes)
+        assert running_at_signal == IN_FLIGHT, f"{IN_FLIGHT - running_at_signal} jobs had ended before SIGTERM"
         time.sleep(0.3)
         readyz_draining = _ready(url)
         refused = httpx.post(f"{url}/synthesize", json={"text": "too late"}, timeout=10)
@@ -127,7 +128,6 @@ def test_sigterm_drains_then_stops(tmp_path: Path, tiny_checkpoint: Path):
         exit_code=rc,
         sigterm_to_exit_s=round(stopped_s, 2),
     )
-    assert running_at_signal == IN_FLIGHT, f"{IN_FLIGHT - running_at_signal} jobs had ended before SIGTERM"
     assert len(outcomes) == IN_FLIGHT and lost == 0, outcomes
     assert readyz_draining == 503
     assert refused.status_code == 503 and refused.headers.get("retry-after")
