@@ -8,6 +8,7 @@ and the reclaim path that must leave them alone are checked without timing races
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import Any
@@ -82,6 +83,20 @@ def consumer(url: str, prefix: str, name: str) -> Consumer:
     return c
 
 
+def worker_of(c: Consumer, active: ActiveJobs) -> Worker:
+    """The real consume loop's taking part (no pipeline: the tests start nothing)."""
+    return Worker(
+        c,
+        runner=None,  # type: ignore[arg-type]
+        heartbeat=Heartbeat(c.redis, c.keys, c.name, 5),
+        active=active,
+        batch_size=4,
+        max_deliveries=3,
+        heartbeat_interval_s=1,
+        claim_idle_s=IDLE_MS / 1000,
+    )
+
+
 def parked(r: redis.Redis, keys: Keys) -> int:
     info: Any = r.xpending(keys.jobs, keys.group)
     return sum(c["pending"] for c in info["consumers"] if c["name"] == BACKLOG.encode())
@@ -123,16 +138,7 @@ def test_the_worker_passes_its_running_rows_when_jobs_join(redis_url, prefix):
     submit(redis_url, prefix, first)
     c = consumer(redis_url, prefix, "w1")
     active = ActiveJobs()
-    worker = Worker(
-        c,
-        runner=None,  # type: ignore[arg-type]
-        heartbeat=Heartbeat(c.redis, Keys(prefix), "w1", 5),
-        active=active,
-        batch_size=4,
-        max_deliveries=3,
-        heartbeat_interval_s=1,
-        claim_idle_s=IDLE_MS / 1000,
-    )
+    worker = worker_of(c, active)
     running = worker._take_new()
     assert ids(running) == [j.id for j in first]
     later, b = [job("A") for _ in range(3)], job("B")
@@ -146,6 +152,20 @@ def test_the_worker_passes_its_running_rows_when_jobs_join(redis_url, prefix):
     b2 = job("B")
     submit(redis_url, prefix, [b2])
     assert ids(worker._more(1)) == [later[0].id]  # a tie: the oldest entry
+
+
+def test_an_idle_worker_blocks_for_the_next_job(redis_url, prefix):
+    """With nothing waiting, a new batch is not an empty take: the worker blocks on the
+    stream (up to BLOCK_MS) and gets the job that arrives meanwhile."""
+    c = consumer(redis_url, prefix, "w1")
+    worker = worker_of(c, ActiveJobs())
+    late = job("A")
+    timer = threading.Timer(0.15, submit, (redis_url, prefix, [late]))
+    timer.start()
+    try:
+        assert ids(worker._take_new()) == [late.id]
+    finally:
+        timer.join()
 
 
 def test_backlog_entries_are_not_reclaimed_but_a_dead_workers_are(redis_url, prefix):
