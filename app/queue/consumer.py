@@ -158,6 +158,8 @@ class Consumer:
     def take(self, count: int, running: Mapping[str, int]) -> list[Delivery]:
         """Up to `count` waiting jobs, those of the keys with the fewest rows first: `running`
         is this worker's rows per key (Job.owner). Never blocks; [] when nothing waits."""
+        if count <= 0:
+            return []
         args: list[str | int] = [self.keys.group, BACKLOG, self.name, count, self.fair_window]
         args += [x for owner, rows in running.items() for x in (owner, rows)]
         reply = self._scripted(self._take, args)
