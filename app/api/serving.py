@@ -208,7 +208,7 @@ async def submit(
     label = label_of(ticket.owner, state.settings)
     try:
         etag = await state.voices.etag(voice) if voice else None
-        job = _new_job(state, text, voice, etag, params, seed, request_id)
+        job = _new_job(state, text, voice, etag, params, seed, request_id, ticket.owner)
         admitted = await state.queue.admit(job, _admission(state, job, ticket))
     except REDIS_DOWN as exc:
         raise state.queue.unavailable("queue unavailable") from exc
@@ -239,6 +239,7 @@ def _new_job(
     params: dict[str, Any],
     seed: int | None,
     request_id: str,
+    owner: str,
 ) -> Job:
     """The job, its seed fixed here so that any re-run reproduces it."""
     now = time.time()
@@ -252,6 +253,7 @@ def _new_job(
         submitted_at=now,
         deadline=now + state.settings.request_timeout_s,
         request_id=request_id,
+        owner=owner,
     )
 
 

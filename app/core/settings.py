@@ -467,3 +467,13 @@ class Settings(BaseSettings):
             raise ValueError(f"quality_skip: unknown checks {unknown}; known: {sorted(kinds)}")
         self.quality_thresholds  # noqa: B018 (validates the thresholds together)
         return self
+
+    # --- issue 17: fair share in the worker
+    fair_window: int = Field(
+        32,
+        ge=0,
+        le=10_000,
+        description="Waiting jobs a worker chooses among when it takes jobs: those of the API "
+        "keys with the fewest jobs running in its batch go first (ties: the oldest). Up to this "
+        "many are read ahead into a backlog all workers share. 0 or 1: first come, first served.",
+    )

@@ -2,15 +2,17 @@
 
 At-least-once: an entry stays pending (owned by this consumer) until its terminal event is
 written, in the same MULTI as the XACK. A worker that dies leaves its entries pending; once
-they have been idle for `claim_idle_ms` a live worker XAUTOCLAIMs them. While a job runs,
+they have been idle for `claim_idle_ms` a live worker reclaims them. While a job runs,
 `touch` re-claims it to ourselves (XCLAIM JUSTID: resets the idle time without counting a
-delivery), so a long job is not stolen.
+delivery), so a long job is not stolen. `take` chooses among the waiting jobs by key (fair.py);
+entries parked in the backlog for it are pending too, but belong to no worker.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,8 @@ from redis.exceptions import ResponseError
 
 from ..core.errors import GenerationFailed
 from .connection import ensure_group
-from .keys import Keys
+from .fair import RECLAIM_LUA, TAKE_LUA, as_fields
+from .keys import BACKLOG, Keys
 from .keys import generation as generation_key
 from .keys import lease as lease_key
 from .keys import record as record_key
@@ -98,6 +101,7 @@ class Delivery:
     entry_id: bytes
     job: Job | None  # None: an entry we cannot parse
     deliveries: int  # how many times the group has handed this entry out, this one included
+    settled: bool = False  # its terminal event is written and the entry acked (finish)
 
 
 class Consumer:
@@ -110,6 +114,7 @@ class Consumer:
         claim_idle_ms: int,
         job_ttl_s: int,
         stream_ttl_s: int,
+        fair_window: int = 0,
     ) -> None:
         self.redis = client
         self.keys = keys
@@ -117,8 +122,11 @@ class Consumer:
         self.claim_idle_ms = claim_idle_ms
         self.job_ttl_s = job_ttl_s
         self.stream_ttl_s = stream_ttl_s  # bound on a running job's output stream
+        self.fair_window = fair_window  # waiting jobs `take` chooses among (at most: FIFO)
         self._progress = client.register_script(_PROGRESS_LUA)
         self._finish = client.register_script(_FINISH_LUA)
+        self._take = client.register_script(TAKE_LUA)
+        self._reclaim = client.register_script(RECLAIM_LUA)
 
     def ensure_group(self) -> None:
         ensure_group(self.redis, self.keys)
@@ -147,19 +155,21 @@ class Consumer:
             return []
         return [self._parse(eid, fields, 1) for eid, fields in reply[0][1]]
 
+    def take(self, count: int, running: Mapping[str, int]) -> list[Delivery]:
+        """Up to `count` waiting jobs, those of the keys with the fewest rows first: `running`
+        is this worker's rows per key (Job.owner). Never blocks; [] when nothing waits."""
+        if count <= 0:
+            return []
+        args: list[str | int] = [self.keys.group, BACKLOG, self.name, count, self.fair_window]
+        args += [x for owner, rows in running.items() for x in (owner, rows)]
+        reply = self._scripted(self._take, args)
+        return [self._parse(eid, as_fields(flat), int(n)) for eid, flat, n in reply]
+
     def reclaim(self, count: int) -> list[Delivery]:
-        """Entries other consumers left idle too long (crashed workers)."""
-        reply: Any = self.redis.xautoclaim(
-            self.keys.jobs, self.keys.group, self.name, self.claim_idle_ms, "0-0", count=count
-        )
-        out = []
-        for entry_id, fields in reply[1]:
-            if entry_id is None:
-                continue
-            if fields is None:  # deleted while pending: nothing to run, just settle it
-                self.redis.xack(self.keys.jobs, self.keys.group, entry_id)
-                continue
-            out.append(self._parse(entry_id, fields, self.deliveries_of(entry_id)))
+        """Entries other consumers left idle too long (crashed workers); the backlog's wait
+        by design and are not taken here."""
+        reply = self._scripted(self._reclaim, [*self._reclaim_args(), count])
+        out = [self._parse(eid, as_fields(flat), int(n)) for eid, flat, n in reply]
         if out:
             log.warning("reclaimed %d job(s) from dead consumers", len(out))
         return out
@@ -167,10 +177,19 @@ class Consumer:
     def has_reclaimable(self) -> bool:
         """Whether some entry has been idle long enough to be reclaimed (its worker died).
         Our own running entries are touched well within the bound, so they never count."""
-        idle: Any = self.redis.xpending_range(
-            self.keys.jobs, self.keys.group, min="-", max="+", count=1, idle=self.claim_idle_ms
-        )
-        return bool(idle)
+        return bool(self._scripted(self._reclaim, [*self._reclaim_args(), 0]))
+
+    def _reclaim_args(self) -> list[str | int]:
+        return [self.keys.group, BACKLOG, self.name, self.claim_idle_ms]
+
+    def _scripted(self, script: Any, args: list[str | int]) -> Any:
+        try:
+            return script(keys=[self.keys.jobs], args=args)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()
+            return []
 
     def deliveries_of(self, entry_id: bytes) -> int:
         info: Any = self.redis.xpending_range(
@@ -231,6 +250,7 @@ class Consumer:
             pipe.xack(self.keys.jobs, self.keys.group, delivery.entry_id)
             pipe.xdel(self.keys.jobs, delivery.entry_id)
             pipe.execute()
+        delivery.settled = True
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Park a job that keeps killing workers, and tell its client."""

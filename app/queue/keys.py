@@ -70,6 +70,11 @@ class Keys:
 # {p}:job:{id}:gen          each written chunk's tokens (wire.ChunkGeneration), for resuming
 # {p}:idem:{owner}:{digest} Idempotency-Key -> "job_id fingerprint", for the result TTL
 # {p}:owner:{owner}:active  sorted set of an API key's unfinished jobs, scored by deadline
+#
+# BACKLOG is a consumer of the {p}:workers group, not a key: the jobs read from {p}:jobs but
+# not yet started park there, so that a worker can choose among them (Consumer.take).
+
+BACKLOG = "~backlog"
 
 
 def record(keys: Keys, job_id: str) -> str:

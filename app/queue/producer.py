@@ -18,7 +18,8 @@ from redis.exceptions import ResponseError
 
 from ..core.errors import Cancelled, DeadlineExceeded, QueueFull, Unavailable
 from .connection import BLOCK_MS, REDIS_DOWN, ensure_group_async
-from .keys import Keys
+from .fair import parked
+from .keys import BACKLOG, Keys
 from .keys import lease as lease_key
 from .keys import record as record_key
 from .registry import live_workers, recently_live
@@ -28,12 +29,13 @@ from .wire import Chunk, Event, Job, JobRecord, Started, WorkerInfo, decode_even
 #   1. an Idempotency-Key already used: {"dup", "job_id fingerprint"} (nothing queued);
 #   2. the key's own unfinished jobs at its limit: {"over", count};
 #   3. too many waiting (entries no worker holds: XLEN counts outstanding jobs, finished ones
-#      are XDELed; XPENDING the held ones): {"full", waiting};
-#   4. else XADD the job, write its status record, count it against its key and remember
-#      its Idempotency-Key: {"ok", position}.
+#      are XDELed; XPENDING the held ones, less those parked in the backlog, which wait too):
+#      {"full", waiting};
+#   4. else XADD the job (its owner beside it, for the worker's take script), write its status
+#      record, count it against its key and remember its Idempotency-Key: {"ok", position}.
 # KEYS: jobs stream, record, idempotency key, owner's active set, lease ("" for none of each)
 # ARGV: group, queue_max, job json, idem value, idem ttl, limit, job id, deadline, now,
-#       record ttl, lease ms, then the record's field/value pairs
+#       record ttl, lease ms, owner, backlog consumer, then the record's field/value pairs
 _SUBMIT_LUA = """
 if KEYS[3] ~= '' then
   local seen = redis.call('GET', KEYS[3])
@@ -46,12 +48,16 @@ if KEYS[4] ~= '' and limit > 0 then
   if mine >= limit then return {'over', tostring(mine)} end
 end
 local outstanding = redis.call('XLEN', KEYS[1])
-local held = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+local held = pending[1]
+for _, c in ipairs(pending[4] or {}) do
+  if c[1] == ARGV[13] then held = held - tonumber(c[2]) end
+end
 local waiting = outstanding - held
 if waiting >= tonumber(ARGV[2]) then return {'full', tostring(waiting)} end
-redis.call('XADD', KEYS[1], '*', 'job', ARGV[3])
+redis.call('XADD', KEYS[1], '*', 'job', ARGV[3], 'owner', ARGV[12])
 if KEYS[2] ~= '' then
-  redis.call('HSET', KEYS[2], unpack(ARGV, 12))
+  redis.call('HSET', KEYS[2], unpack(ARGV, 14))
   redis.call('EXPIRE', KEYS[2], ARGV[10])
 end
 if KEYS[4] ~= '' then
@@ -211,6 +217,8 @@ class JobQueue:
             time.time(),
             a.record_ttl_s,
             a.lease_ms,
+            job.owner,
+            BACKLOG,
             *pairs,
         ]
         try:
@@ -255,10 +263,11 @@ class JobQueue:
         try:
             outstanding = int(await self.redis.xlen(self.keys.jobs))
             pending = await self.redis.xpending(self.keys.jobs, self.keys.group)
-            held = int(pending["pending"])
             dead = int(await self.redis.xlen(self.keys.dead))
         except ResponseError:  # no group yet
             return QueueStats(0, 0, 0)
+        # held by workers: pending entries less those parked in the backlog (read, not started)
+        held = int(pending["pending"]) - parked(pending)
         return QueueStats(waiting=max(0, outstanding - held), running=held, dead=dead)
 
     def follow(

@@ -46,9 +46,12 @@ class Job:
     submitted_at: float  # epoch seconds
     deadline: float  # epoch seconds; the worker drops the job past it
     request_id: str = ""
+    owner: str = ""  # the submitting API key's id (app/api/fair_share.py); "" without keys
 
     def to_fields(self) -> dict[str, str]:
-        return {"job": _dumps({"v": WIRE_VERSION, **asdict(self)})}
+        # `owner` again as its own field: the worker's take script (consumer.py) reads it
+        # without decoding JSON
+        return {"job": _dumps({"v": WIRE_VERSION, **asdict(self)}), "owner": self.owner}
 
     @classmethod
     def from_fields(cls, entry: dict[bytes, bytes]) -> Job:

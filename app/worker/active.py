@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..queue.consumer import Delivery
@@ -51,3 +52,10 @@ class ActiveJobs:
 
     def ids(self) -> list[str]:
         return [a.job_id for a in self.snapshot()]
+
+    def running_by_owner(self) -> Counter[str]:
+        """Jobs not yet settled per submitting key (Job.owner): what `Consumer.take` evens out.
+        A job stays here until its batch ends, so the settled ones are left out."""
+        return Counter(
+            a.delivery.job.owner for a in self.snapshot() if a.delivery.job and not a.delivery.settled
+        )

@@ -1,10 +1,11 @@
-"""The consume loop: reclaim or read up to `batch_size` jobs, admit them, run them as a batch."""
+"""The consume loop: reclaim or take up to `batch_size` jobs, admit them, run them as a batch."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import Counter
 
 from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed
 from ..queue.connection import BLOCK_MS, REDIS_DOWN
@@ -67,7 +68,7 @@ class Worker:
                         batch = self.consumer.reclaim(1)
                     alone = bool(batch)
                     if not batch:
-                        batch = self.consumer.read(self.batch_size, BLOCK_MS)
+                        batch = self._take_new()
                     admitted = self._admit(batch)
                     if admitted:
                         self._run(admitted, more=None if alone else self._more)
@@ -104,12 +105,25 @@ class Worker:
                 if self._joining_closed:
                     log.info("a dead worker's job waits: no more joins until this batch ends")
                     return []
-            joined = self._admit(self.consumer.read(free, None))
+            joined = self._admit(self.consumer.take(free, self.active.running_by_owner()))
         except REDIS_DOWN:
             return []  # the batch in hand goes on; the outage surfaces when it writes
         if joined:
             self.heartbeat.update(jobs=self.active.ids() + [d.job.id for d in joined if d.job])
         return joined
+
+    def _take_new(self) -> list[Delivery]:
+        """A new batch: the waiting jobs of the fewest keys' rows first (Consumer.take); with
+        none waiting, block for the next to arrive (the oldest, so FIFO is fair here), then
+        fill the batch fairly around it."""
+        batch = self.consumer.take(self.batch_size, {})
+        if batch:
+            return batch
+        batch = self.consumer.read(1, BLOCK_MS)
+        if batch and self.batch_size > 1:
+            owners = Counter(d.job.owner for d in batch if d.job)
+            batch += self.consumer.take(self.batch_size - 1, owners)
+        return batch
 
     def _admit(self, batch: list[Delivery]) -> list[Delivery]:
         """Settle what must not run (garbage, poison, cancelled, expired); return the rest."""

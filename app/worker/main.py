@@ -133,6 +133,7 @@ def build_worker(
         claim_idle_ms=int(settings.claim_idle_s * 1000),
         job_ttl_s=settings.job_ttl_s,
         stream_ttl_s=int(settings.request_timeout_s + settings.job_ttl_s),
+        fair_window=settings.fair_window,
     )
     voices = VoiceCache(client, keys, pipe.voices, pipe.model_name)
     active = ActiveJobs()
