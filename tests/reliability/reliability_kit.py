@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from app.launch.embedded_redis import server_argv
+from app.queue.fair import parked
 from app.queue.keys import Keys
 from app.queue.wire import Event, decode_event
 from tests.support.servers import REPO, Workers
@@ -95,9 +96,11 @@ def out_events(client: redis.Redis, keys: Keys, job_id: str) -> list[tuple[float
 
 
 def waiting(client: redis.Redis, keys: Keys) -> int:
-    """Jobs queued and not yet handed to a worker (what the 429 bound applies to)."""
+    """Jobs queued and not yet handed to a worker (what the 429 bound applies to): those
+    parked in the fair-share backlog wait too."""
     try:
-        held = int(client.xpending(keys.jobs, keys.group)["pending"])  # type: ignore[index]
+        pending: Any = client.xpending(keys.jobs, keys.group)
+        held = int(pending["pending"]) - parked(pending)
     except redis.ResponseError:
         held = 0
     return int(client.xlen(keys.jobs)) - held  # type: ignore[arg-type]
