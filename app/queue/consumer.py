@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -78,11 +78,13 @@ _PAGE = 32  # output stream entries read at a time when a reclaimed job's is rea
 @dataclass
 class Written:
     """What earlier deliveries of a job wrote to its output stream: each chunk's samples by
-    seq, the job's chunk count (None: no chunk yet) and the kept generations by seq."""
+    seq, the job's chunk count (None: no chunk yet), the kept generations by seq and each
+    chunk's text as its worker planned it."""
 
     samples: dict[int, int]
     n_chunks: int | None
     generations: dict[int, ChunkGeneration]
+    texts: dict[int, str] = field(default_factory=dict)
 
     @property
     def next_seq(self) -> int:
@@ -221,18 +223,19 @@ class Consumer:
 
     def written(self, job_id: str) -> Written:
         """Read back a reclaimed job's output so far, a page at a time (it may be long)."""
-        key, samples, n_chunks, start = self.keys.out(job_id), {}, None, "-"
+        key, samples, texts, n_chunks, start = self.keys.out(job_id), {}, {}, None, "-"
         while True:
             page: Any = self.redis.xrange(key, start, "+", count=_PAGE)
             for _, fields in page:
                 event = decode_event(fields)
                 if isinstance(event, Chunk):
                     samples[event.seq], n_chunks = len(event.pcm) // 2, event.n_chunks  # s16: 2 bytes
+                    texts[event.seq] = event.text
             if len(page) < _PAGE:
                 break
             start = "(" + page[-1][0].decode()
         raw: Any = self.redis.hgetall(generation_key(self.keys, job_id))
-        return Written(samples, n_chunks, ChunkGeneration.all_from_hash(raw))
+        return Written(samples, n_chunks, ChunkGeneration.all_from_hash(raw), texts)
 
     def finish(self, delivery: Delivery, event: Event) -> None:
         """Write the terminal event and settle the entry, atomically (MULTI/EXEC)."""

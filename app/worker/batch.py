@@ -20,16 +20,17 @@ from bark_core.audio import pcm16_samples, to_pcm16
 from bark_core.constants import SAMPLE_RATE
 from bark_core.errors import BarkError
 from bark_core.params import GenerationParams
+from bark_core.planner import PlannedChunk
 from bark_core.types import AudioChunk, SynthesisRequest
 from bark_core.voices import language_of
 
 from ..core.errors import Cancelled, DeadlineExceeded, GenerationFailed, ServiceError, from_core
 from ..queue.connection import REDIS_DOWN
 from ..queue.consumer import Consumer, Delivery
-from ..queue.wire import TOKEN_DTYPE, CheckReport, Chunk, ChunkGeneration, Done, Event, Failed, Started
+from ..queue.wire import TOKEN_DTYPE, CheckReport, Chunk, ChunkGeneration, Done, Event, Failed, Job, Started
 from .active import ActiveJob, ActiveJobs
 from .faults import Faults
-from .resume import ResumePoint, resume_point
+from .resume import ResumePoint, plan_mismatch, resume_point
 from .voice_cache import VoiceCache
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Pipeline(Protocol):
         max_rows: int = 64,
         rows_per_request: int = 1,
     ) -> Iterator[AudioChunk]: ...
+
+    def plan(self, request: SynthesisRequest) -> Sequence[PlannedChunk]: ...
 
 
 # Asked while a batch runs for up to N more jobs to join it (already admitted: not cancelled,
@@ -166,6 +169,10 @@ class BatchRunner:
             return None
         # a redelivery (its worker died) starts after the chunks already written
         point = resume_point(self.consumer.written(job.id)) if delivery.deliveries > 1 else ResumePoint()
+        mismatch = self._plan_mismatch(point, job)
+        if mismatch is not None:
+            self.consumer.finish(delivery, failed(GenerationFailed(f"cannot resume this job: {mismatch}")))
+            return None
         active = self.active.add(delivery)
         request = SynthesisRequest(
             text=job.text,
@@ -188,6 +195,16 @@ class BatchRunner:
         if point.finished:  # it died after its last chunk, before its terminal event
             self._settle(row, self._done(row))
         return row
+
+    def _plan_mismatch(self, point: ResumePoint, job: Job) -> str | None:
+        if point.start_chunk == 0:
+            return None
+        language = language_of(job.voice) if job.voice else None
+        try:
+            planned = [c.text for c in self.pipe.plan(SynthesisRequest(job.text, language=language))]
+        except BarkError:
+            return None  # the pipeline raises it again, where its errors are settled
+        return plan_mismatch(point, planned)
 
     def _run_rows(self, rows: list[Row], more: MoreJobs | None = None, max_rows: int = 1) -> None:
         """`rows` grows by the jobs that join; the pipeline numbers them in the same order."""

@@ -10,6 +10,7 @@ the chunks sent (cuBLAS picks kernels by batch shape), so nothing here relies on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ class ResumePoint:
     history: dict[int, VoicePreset] = field(default_factory=dict)
     samples: int = 0  # of the chunks before start_chunk, already with the client
     n_chunks: int | None = None  # the job's chunks, as its written chunks say (None: none yet)
+    texts: tuple[str, ...] = ()  # of the chunks before start_chunk, as their worker planned them
 
     @property
     def finished(self) -> bool:
@@ -50,4 +52,21 @@ def resume_point(written: Written) -> ResumePoint:
     while start < written.next_seq and start in written.generations:
         start += 1
     history = {seq: as_voice(written.generations[seq]) for seq in range(start)}
-    return ResumePoint(start, history, sum(written.samples[seq] for seq in range(start)), written.n_chunks)
+    samples = sum(written.samples[seq] for seq in range(start))
+    texts = tuple(written.texts.get(seq, "") for seq in range(start))
+    return ResumePoint(start, history, samples, written.n_chunks, texts)
+
+
+def plan_mismatch(point: ResumePoint, planned: Sequence[str]) -> str | None:
+    """Why this worker cannot continue the chunks already written, or None. Resuming takes
+    chunk indices to mean the same text; a worker whose planner settings differ (a rolling
+    update of BARK_CHUNK_TARGET_S, say) splits the text elsewhere, and continuing would skip
+    or repeat words."""
+    if point.start_chunk == 0:
+        return None
+    if point.n_chunks is not None and point.n_chunks != len(planned):
+        return f"this worker plans {len(planned)} chunks, the job's first run planned {point.n_chunks}"
+    for seq, text in enumerate(point.texts):
+        if text and (seq >= len(planned) or planned[seq] != text):
+            return f"chunk {seq} was planned as {text!r}, this worker plans it differently"
+    return None

@@ -16,12 +16,13 @@ import pytest
 from app.queue.connection import sync_client
 from app.queue.consumer import Consumer, Delivery
 from app.queue.keys import Keys
-from app.queue.wire import Chunk, ChunkGeneration, Done, Event, Job, Started, decode_event
+from app.queue.wire import Chunk, ChunkGeneration, Done, Event, Failed, Job, Started, decode_event
 from app.worker.active import ActiveJobs
 from app.worker.batch import BatchRunner
-from app.worker.resume import resume_point
+from app.worker.resume import ResumePoint, plan_mismatch, resume_point
 from app.worker.voice_cache import VoiceCache
 from bark_core.pipeline import BarkPipeline
+from bark_core.planner import PlannedChunk
 from bark_core.types import AudioChunk, SynthesisRequest
 from tests.bark_core.test_longform import paragraph
 
@@ -45,6 +46,9 @@ class _Pipe:
                 raise _Killed
             self.generated.append(chunk.chunk_index)
             yield chunk
+
+    def plan(self, request: SynthesisRequest) -> list[PlannedChunk]:
+        return self.pipe.plan(request)
 
 
 def _setup(redis_url: str, pipeline: BarkPipeline) -> tuple[Consumer, VoiceCache]:
@@ -110,6 +114,26 @@ def test_a_redelivered_job_generates_only_the_chunks_not_yet_written(
     assert isinstance(events[3], Started) and events[3].attempt == 2
 
 
+def test_a_worker_that_plans_the_text_differently_fails_the_job_instead_of_resuming_it(
+    redis_url: str, pipeline: BarkPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolling update changed the planner's settings between two deliveries: continuing at
+    chunk 2 of a different split would skip or repeat words, so the job fails, saying why,
+    and nothing more is generated."""
+    consumer, voices = _setup(redis_url, pipeline)
+    job = _job("rolling")
+    _deliver(consumer, job, 1, _Pipe(pipeline, die_after=2), voices)
+    monkeypatch.setattr(pipeline, "chunk_target_s", pipeline.chunk_target_s / 2)
+    again = _Pipe(pipeline)
+    _deliver(consumer, job, 2, again, voices)
+    events = _events(consumer, job)
+    assert again.generated == []
+    assert [type(e).__name__ for e in events] == ["Started", "Chunk", "Chunk", "Failed"]
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.type == "generation_failed"
+    assert failed.message.startswith("cannot resume this job: this worker plans")
+
+
 def test_a_job_that_died_after_its_last_chunk_is_settled_without_generating(
     redis_url: str, pipeline: BarkPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,3 +173,12 @@ def test_written_reads_a_long_stream_back_and_the_start_needs_every_generation(
     assert point.samples == sum(range(1, 38)) and not point.finished
     voice = point.history[5]
     assert voice.semantic.tolist() == [1] * 4 and voice.coarse.shape == (2, 3) and voice.fine.shape == (8, 3)
+
+
+def test_a_plan_that_splits_the_same_count_elsewhere_is_told_apart() -> None:
+    point = ResumePoint(start_chunk=2, n_chunks=3, texts=("One two.", "Three."))
+    assert plan_mismatch(point, ["One two.", "Three.", "Four."]) is None
+    assert plan_mismatch(point, ["One.", "Two three.", "Four."]) == (
+        "chunk 0 was planned as 'One two.', this worker plans it differently"
+    )
+    assert plan_mismatch(ResumePoint(), ["anything"]) is None  # a first delivery: nothing to check
