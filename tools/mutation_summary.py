@@ -22,15 +22,21 @@ def _mutmut() -> str:
     return shutil.which("mutmut") or str(Path(sys.executable).parent / "mutmut")
 
 
-def count() -> dict[str, Counter[str]]:
+def statuses() -> dict[str, str]:
+    """Every mutant's status, by name (`module.x_function__mutmut_N`)."""
     out = subprocess.run([_mutmut(), "results", "--all", "true"], capture_output=True, text=True, check=True)
-    by_module: dict[str, Counter[str]] = defaultdict(Counter)
+    found = {}
     for line in out.stdout.splitlines():
         name, sep, status = line.strip().rpartition(": ")
-        if not sep:
-            continue
-        module = name.split(".x", 1)[0]  # mutmut names a mutant module.x_function__mutmut_N
-        by_module[module][status] += 1
+        if sep:
+            found[name] = status
+    return found
+
+
+def count() -> dict[str, Counter[str]]:
+    by_module: dict[str, Counter[str]] = defaultdict(Counter)
+    for name, status in statuses().items():
+        by_module[name.split(".x", 1)[0]][status] += 1
     return by_module
 
 

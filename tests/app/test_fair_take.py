@@ -17,13 +17,13 @@ import pytest
 import redis
 
 from app.core.errors import QueueFull
-from app.queue.connection import async_client, sync_client
+from app.queue.connection import sync_client
 from app.queue.consumer import Consumer, Delivery
 from app.queue.keys import BACKLOG, Keys
-from app.queue.producer import JobQueue
 from app.queue.wire import Done, Job
 from app.worker.background import ActiveJobs, Heartbeat
 from app.worker.loop import Worker
+from tests.support.queues import job_queue
 from tests.support.servers import register_worker
 
 WINDOW = 8  # waiting jobs a take chooses among; at 1 (FIFO) the fairness tests fail
@@ -39,14 +39,7 @@ def submit(url: str, prefix: str, jobs: list[Job], queue_max: int = 16) -> list[
     """Queue `jobs` through the API's submit script; their queue positions."""
 
     async def go() -> list[int]:
-        q = JobQueue(
-            async_client(url, 2.0),
-            Keys(prefix),
-            queue_max=queue_max,
-            retry_after_s=3,
-            job_ttl_s=60,
-            heartbeat_ttl_s=5,
-        )
+        q = job_queue(url, prefix, queue_max)
         await q.ensure_group()
         return [await q.submit(j) for j in jobs]
 
@@ -55,14 +48,7 @@ def submit(url: str, prefix: str, jobs: list[Job], queue_max: int = 16) -> list[
 
 def stats(url: str, prefix: str) -> tuple[int, int]:
     async def go() -> tuple[int, int]:
-        q = JobQueue(
-            async_client(url, 2.0),
-            Keys(prefix),
-            queue_max=1,
-            retry_after_s=3,
-            job_ttl_s=60,
-            heartbeat_ttl_s=5,
-        )
+        q = job_queue(url, prefix, 1)
         s = await q.stats()
         return s.waiting, s.running
 

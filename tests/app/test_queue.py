@@ -15,14 +15,14 @@ import redis
 
 from app.api.errors import error_headers, status_of
 from app.core.errors import DeadlineExceeded, QueueFull, Unavailable
-from app.queue.connection import async_client, sync_client
+from app.queue.connection import sync_client
 from app.queue.consumer import Consumer
 from app.queue.keys import Keys
-from app.queue.producer import JobQueue
 from app.queue.registry import live_workers
 from app.queue.wire import Chunk, Done, Failed, Job, Started
 from app.worker.background import ActiveJobs, Heartbeat
 from app.worker.loop import Worker
+from tests.support.queues import job_queue as queue
 from tests.support.servers import register_worker
 
 
@@ -37,17 +37,6 @@ def job(text: str = "hi", deadline_s: float = 30) -> Job:
         seed=7,
         submitted_at=now,
         deadline=now + deadline_s,
-    )
-
-
-def queue(url: str, prefix: str, queue_max: int = 4) -> JobQueue:
-    return JobQueue(
-        async_client(url, 2.0),
-        Keys(prefix),
-        queue_max=queue_max,
-        retry_after_s=3,
-        job_ttl_s=60,
-        heartbeat_ttl_s=5,
     )
 
 

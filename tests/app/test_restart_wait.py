@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from app.core.errors import Unavailable
-from app.queue.connection import async_client
 from app.queue.keys import Keys
 from app.queue.producer import NO_WORKER, NO_WORKER_YET, JobQueue
 from app.queue.registry import Heartbeat
 from app.queue.wire import Job
+from tests.support.queues import job_queue
 
 INTERVAL_S = 1.0
 
@@ -35,16 +35,7 @@ def _job() -> Job:
 
 
 def _queue(url: str, prefix: str, **kwargs: object) -> JobQueue:
-    return JobQueue(
-        async_client(url, 2.0),
-        Keys(prefix),
-        queue_max=4,
-        retry_after_s=3,
-        job_ttl_s=60,
-        heartbeat_ttl_s=5,
-        heartbeat_interval_s=INTERVAL_S,
-        **kwargs,
-    )  # type: ignore[arg-type]
+    return job_queue(url, prefix, heartbeat_interval_s=INTERVAL_S, **kwargs)
 
 
 @pytest.fixture
