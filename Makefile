@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-fast lint typecheck demo bench gpu-check soak mutate settings-table clean
+.PHONY: install serve test test-fast lint typecheck demo bench gpu-check soak mutate mutate-sample mutate-results settings-table clean
 
 install: $(STAMP)
 
@@ -77,6 +77,16 @@ mutate: install
 	rm -rf $(MUTATE_DIR) && mkdir -p $(MUTATE_DIR)
 	tar -c --exclude=./.venv --exclude=./.git --exclude=./artifacts --exclude='__pycache__' . | tar -x -C $(MUTATE_DIR)
 	cd $(MUTATE_DIR) && OMP_NUM_THREADS=1 timeout $(MUTATE_S) $(abspath $(VENV))/bin/mutmut run --max-children 2 $(MUTANTS) \
+		|| echo "mutmut stopped (timeout $(MUTATE_S) s or error): the figures below cover what ran"
+	cd $(MUTATE_DIR) && $(abspath $(PY)) -m tools.mutation_summary
+
+# After `make mutate` (its mutants and test stats in MUTATE_DIR): SAMPLE of the mutants matching
+# MUTANTS not judged yet, drawn at random (tools/mutation_sample.py), within MUTATE_S; for a file
+# whose mutants cannot all be judged in one run (stages.py: ~800, each reached by ~80 tests).
+SAMPLE ?= 300
+mutate-sample:
+	cd $(MUTATE_DIR) && OMP_NUM_THREADS=1 timeout $(MUTATE_S) $(abspath $(VENV))/bin/mutmut run --max-children 2 \
+		$$($(abspath $(PY)) -m tools.mutation_sample '$(or $(MUTANTS),*)' $(SAMPLE)) \
 		|| echo "mutmut stopped (timeout $(MUTATE_S) s or error): the figures below cover what ran"
 	cd $(MUTATE_DIR) && $(abspath $(PY)) -m tools.mutation_summary
 
