@@ -16,7 +16,7 @@ from tools.mutation_summary import statuses
 
 
 def sample(names: dict[str, str], pattern: str, n: int, seed: int) -> list[str]:
-    pending = sorted(name for name, status in names.items() if fnmatch(name, pattern) and status == "not checked")
+    pending = sorted(n for n, status in names.items() if fnmatch(n, pattern) and status == "not checked")
     return sorted(random.Random(seed).sample(pending, min(n, len(pending))))
 
 

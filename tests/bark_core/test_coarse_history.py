@@ -1,8 +1,9 @@
 """How a preset's histories are trimmed for the coarse stage (bark 0.1.5 generation.py,
 generate_coarse): with r = 2 * 75 / 49.9 coarse ids per semantic token, n semantic tokens =
 min(floor(630 / r) = 209, the even part of the semantic prompt, what the coarse prompt covers:
-floor(ids / r)), n coarse ids = round(n r), then the last frame (2 ids) dropped. Each case below makes a different bound the binding one; the
-numbers are worked by hand from the original's formula."""
+floor(ids / r)), n coarse ids = round(n r), then the last frame (2 ids) dropped. Each case
+below makes a different bound the binding one; the numbers are worked by hand from the
+original's formula."""
 
 from __future__ import annotations
 
