@@ -29,6 +29,7 @@ def test_the_binding_bound_sets_both_histories(n_semantic: int, n_frames: int, k
     sem_hist, coarse_hist = coarse_histories(semantic, coarse)
     n_coarse = round(kept_semantic * 2 * 75 / 49.9)
     assert len(sem_hist) == kept_semantic and len(coarse_hist) == n_coarse - 2
+    assert sem_hist.dtype == coarse_hist.dtype == np.int64  # token ids, as the stages index them
     np.testing.assert_array_equal(sem_hist, semantic[-kept_semantic:])
     # interleaved [c0_t, c1_t + 1024, ...] past the semantic ids, ending a frame early
     flat = np.stack([coarse[0], coarse[1] + 1024]).ravel("F") + SEMANTIC_VOCAB_SIZE

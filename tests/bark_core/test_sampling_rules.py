@@ -78,6 +78,23 @@ def test_min_eos_p_ends_a_row_just_above_the_threshold(temp: float, p_eos: float
     assert [len(t) for t in out] == [5 if ends else 12] * 3
 
 
+def test_min_eos_p_equal_to_the_eos_probability_ends_the_row() -> None:
+    """bark 0.1.5 ends at `probs[-1] >= min_eos_p`: a threshold equal to P(EOS) to the last bit
+    (the float32 probability the sampler computes) ends the row, as one just above does not."""
+    temp, model = 0.7, _EosAt(5, _eos_logit(0.2, 0.7))
+    row = torch.zeros(SEMANTIC_VOCAB_SIZE + 1)
+    row[-1] = model.eos_logit
+    p_eos = float(torch.softmax(row[None] / torch.tensor([temp])[:, None], dim=-1)[0, -1])
+    text = [np.array([TEXT_ENCODING_OFFSET])]
+
+    def length(threshold: float) -> int:
+        control = RowControl(temp, generator=torch.Generator().manual_seed(0))
+        [out] = generate_semantic(model, text, [None], [control], [threshold], [12])  # type: ignore[arg-type]
+        return len(out)  # type: ignore[arg-type]
+
+    assert (length(p_eos), length(math.nextafter(p_eos, 1.0))) == (5, 12)
+
+
 # ----------------------------------------------------------------------------- the batched sampler
 
 
