@@ -558,7 +558,6 @@ class _FineRow:
     codes: torch.Tensor  # (T_total, 8) history + coarse + padding
     n_history: int
     n_coarse_frames: int
-    n_pad: int
     n_loops: int
 
 
@@ -576,7 +575,7 @@ def _fine_row(row: int, codes: np.ndarray, hist: np.ndarray | None, device: torc
     arr = np.hstack([arr, np.full((N_FINE_CODEBOOKS, n_pad), CODEBOOK_SIZE)])
     n_loops = max(0, int(np.ceil((T - (FINE_WINDOW - n_history)) / FINE_STRIDE))) + 1
     tensor = torch.from_numpy(arr.T.astype(np.int64)).to(device)
-    return _FineRow(row, tensor, n_history, T, n_pad, n_loops)
+    return _FineRow(row, tensor, n_history, T, n_loops)
 
 
 def _fine_window(model: FineGPT, active: list[_FineRow], n: int, controls: Sequence[RowControl]) -> None:
