@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.queue.connection import sync_client
@@ -24,6 +25,10 @@ from app.worker.voice_cache import VoiceCache
 from bark_core.audio import to_pcm16
 from bark_core.constants import SAMPLE_RATE
 from bark_core.params import GenerationParams
+from bark_core.quality import CheckKind, CheckResult, QualityThresholds
+from bark_core.quality.checker import AudioVerdict, QualityChecker
+from bark_core.quality.vad import Trim
+from bark_core.types import SynthesisRequest
 
 TEXT = "The runner passes it on."
 CAP_S = 0.25  # as the service suite caps each chunk
@@ -153,9 +158,10 @@ def test_a_job_that_joins_a_running_batch_gets_its_own_settings(runner_parts, pi
 
 def test_a_cancelled_row_ends_at_once_and_alone(runner_parts, pipeline):
     """The cancel flag (as the worker's poller sets it) drops the row at its next decode step:
-    its stream ends `cancelled` with fewer chunks than it had, its batch-mate runs to its end."""
+    its stream ends `cancelled` with fewer chunks than it had, at once (before its batch-mate,
+    which has more chunks to go, is done), and the batch-mate runs to its end."""
     client, keys, consumer, runner = runner_parts
-    doomed, mate = _job({**ROWS[3], "params": {"max_duration_s": 0.1}}), _job(ROWS[0])
+    doomed, mate = _job({**ROWS[3], "params": {"max_duration_s": 0.1}}), _job({**ROWS[0], "text": LONG})
     for job in (doomed, mate):
         client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
 
@@ -164,7 +170,7 @@ def test_a_cancelled_row_ends_at_once_and_alone(runner_parts, pipeline):
             next(a for a in runner.active.snapshot() if a.job_id == doomed.id).cancelled.set()
         return []
 
-    runner.run(consumer.read(2, block_ms=1000), more=more, max_rows=2)
+    runner.run(consumer.read(2, block_ms=1000), more=more, max_rows=3)  # a free row: `more` is asked
     events = _events(client, keys, doomed.id)
     chunks = [e for e in events if isinstance(e, Chunk)]
     assert isinstance(events[-1], Failed) and events[-1].type == "cancelled", events[-1]
@@ -172,3 +178,61 @@ def test_a_cancelled_row_ends_at_once_and_alone(runner_parts, pipeline):
     assert 0 < len(chunks) < chunks[0].n_chunks
     assert isinstance(_events(client, keys, mate.id)[-1], Done)
     assert client.xlen(keys.jobs) == 0
+
+    def written_ms(job_id: str) -> int:  # when the job's terminal event went into Redis
+        last = client.xrevrange(keys.out(job_id), count=1)[0][0]  # type: ignore[index]
+        return int(last.split(b"-")[0])
+
+    assert written_ms(doomed.id) < written_ms(mate.id)
+
+
+class _RetryAndTrim(QualityChecker):
+    """Each chunk's first attempt fails where its text says "again", every attempt fails where
+    it says "never", the rest pass; every attempt is trimmed 10 ms at each end."""
+
+    def __init__(self) -> None:
+        super().__init__(QualityThresholds(skip=frozenset(CheckKind), trim_margin_s=None), None)
+        self.seen: set[str] = set()
+
+    def audio(self, audio: np.ndarray, text: str, sample_rate: int = SAMPLE_RATE) -> AudioVerdict:
+        passed = "never" not in text and ("again" not in text or text in self.seen)
+        self.seen.add(text)
+        result = CheckResult(CheckKind.NO_SPEECH, passed, float(passed), 0.5, "min")
+        return AudioVerdict([result], Trim(audio[240:-240], 0.01, 0.01))
+
+
+def test_the_events_carry_each_chunks_figures_and_the_done_counts_its_retries(runner_parts, pipeline):
+    """Chunk events carry the pipeline's estimate (the planner's, already to 3 places),
+    duration and pause (rounded to 4) and stage seconds (to 6); Done counts the chunks
+    retried, those whose every attempt failed, and the seconds trimmed, over all chunks."""
+    client, keys, consumer, runner = runner_parts
+    text = " ".join(
+        f"Sentence {n} says {word}, and it is long enough to take a text chunk all of its own here."
+        for n, word in enumerate(("again", "never", "once"))
+    )
+    params = {"max_duration_s": 0.3, "continuity": "fixed", "chunk_pause_s": 0.123456, "seed": 2}
+    job = _job(
+        {"voice": None, "seed": 2, "params": {k: v for k, v in params.items() if k != "seed"}, "text": text}
+    )
+    client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
+    try:
+        pipeline.set_quality(_RetryAndTrim(), attempts=2, random_weights=False)
+        runner.run(consumer.read(1, block_ms=1000))
+        pipeline.set_quality(_RetryAndTrim(), attempts=2, random_weights=False)
+        request = SynthesisRequest(text, None, GenerationParams(**job.params), job.seed)
+        expected = list(pipeline.stream([request]))
+    finally:
+        pipeline.set_quality(None)
+    events = _events(client, keys, job.id)
+    chunks, done = [e for e in events if isinstance(e, Chunk)], events[-1]
+    assert [(c.attempts, c.all_failed) for c in expected] == [(2, False), (2, True), (1, False)]
+    assert len(chunks) == len(expected) == 3
+    for event, chunk in zip(chunks, expected, strict=True):
+        assert event.estimate_s == round(chunk.estimate_s, 3)  # type: ignore[arg-type]
+        assert event.duration_s == round(chunk.duration_s, 4) != chunk.duration_s
+        assert event.pause_s == round(chunk.pause_s, 4)
+        values = event.stage_seconds.values()
+        assert all(round(v, 6) == v for v in values) and any(v != int(v) for v in values)
+    assert [c.pause_s for c in chunks] == [0.0, 0.1235, 0.1235]
+    assert isinstance(done, Done), done
+    assert (done.retried_chunks, done.failed_chunks, done.trimmed_s) == (2, 1, 0.06)

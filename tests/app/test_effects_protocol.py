@@ -69,16 +69,25 @@ def test_text_is_stripped(text, kept):
             "x" * (MAX_TEXT_CHARS + 1),
             f"must be at most {MAX_TEXT_CHARS} characters, got {MAX_TEXT_CHARS + 1}",
         ),
+        ("a \ud800 b", "must be valid Unicode (a lone surrogate such as \\ud800 is not)"),
+        ("\u200b\u0007\u200d", "must hold something speakable, not only control or zero-width characters"),
     ],
 )
-def test_empty_or_long_text_is_refused_saying_why(text, why):
-    """The message reaches the client as the 422's error.message: it must say what is wrong."""
+def test_bad_text_is_refused_saying_why(text, why):
+    """The message reaches the client as the 422's error.message, word for word: it must say
+    what is wrong."""
     with pytest.raises(ValidationError) as synth:
         SynthesizeRequest(text=text)
     with pytest.raises(ValidationError) as speech:
         SpeechRequest(model="tts-1", voice="alloy", input=text)
-    assert synth.value.errors()[0]["loc"] == ("text",) and why in synth.value.errors()[0]["msg"]
-    assert speech.value.errors()[0]["loc"] == ("input",) and why in speech.value.errors()[0]["msg"]
+    assert (
+        synth.value.errors()[0]["loc"] == ("text",)
+        and synth.value.errors()[0]["msg"] == f"Value error, {why}"
+    )
+    assert (
+        speech.value.errors()[0]["loc"] == ("input",)
+        and speech.value.errors()[0]["msg"] == f"Value error, {why}"
+    )
 
 
 def test_error_responses_name_each_code_with_its_reason():
