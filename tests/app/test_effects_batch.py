@@ -236,3 +236,19 @@ def test_the_events_carry_each_chunks_figures_and_the_done_counts_its_retries(ru
     assert [c.pause_s for c in chunks] == [0.0, 0.1235, 0.1235]
     assert isinstance(done, Done), done
     assert (done.retried_chunks, done.failed_chunks, done.trimmed_s) == (2, 1, 0.06)
+
+
+def test_a_jobs_independent_chunks_share_a_stage_run_up_to_rows_per_request(runner_parts, pipeline):
+    """`rows_per_request` reaches the pipeline: with 2, a job's `fixed` chunks run their stages
+    two at a time as rows of one batch (their events' stage_batch says 2; with 1 every chunk
+    runs alone), and the audio is the one-row-at-a-time run's."""
+    client, keys, consumer, _ = runner_parts
+    voices = VoiceCache(client, keys, pipeline.voices, pipeline.model_name)
+    runner = BatchRunner(pipeline, consumer, voices, ActiveJobs(), "w-rows", rows_per_request=2)
+    row = {"voice": None, "seed": 4, "params": {"continuity": "fixed", "max_duration_s": 0.2}, "text": LONG}
+    job = _job(row)
+    client.xadd(keys.jobs, job.to_fields())  # type: ignore[arg-type]
+    runner.run(consumer.read(1, block_ms=1000), max_rows=4)
+    chunks = [e for e in _events(client, keys, job.id) if isinstance(e, Chunk)]
+    assert len(chunks) == 4 and max(c.stage_batch["semantic"] for c in chunks) == 2
+    assert b"".join(c.pcm for c in chunks) == _reference(pipeline, row)
