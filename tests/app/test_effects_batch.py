@@ -176,7 +176,11 @@ def test_a_cancelled_row_ends_at_once_and_alone(runner_parts, pipeline):
     assert isinstance(events[-1], Failed) and events[-1].type == "cancelled", events[-1]
     assert events[-1].dropped_at is not None
     assert 0 < len(chunks) < chunks[0].n_chunks
-    assert isinstance(_events(client, keys, mate.id)[-1], Done)
+    mate_events = _events(client, keys, mate.id)
+    assert isinstance(mate_events[-1], Done)
+    # each of the mate's chunks once: the batch was not failed and rerun row by row
+    mate_seqs = [e.seq for e in mate_events if isinstance(e, Chunk)]
+    assert mate_seqs == list(range(mate_events[-1].chunks)) and len(mate_seqs) > 1
     assert client.xlen(keys.jobs) == 0
 
     def written_ms(job_id: str) -> int:  # when the job's terminal event went into Redis
@@ -231,6 +235,8 @@ def test_the_events_carry_each_chunks_figures_and_the_done_counts_its_retries(ru
         assert event.estimate_s == round(chunk.estimate_s, 3)  # type: ignore[arg-type]
         assert event.duration_s == round(chunk.duration_s, 4) != chunk.duration_s
         assert event.pause_s == round(chunk.pause_s, 4)
+        sent = (event.attempts, event.all_failed, event.sent_attempt, event.trimmed_s, len(event.checks))
+        assert sent == (chunk.attempts, chunk.all_failed, chunk.sent_attempt, 0.02, chunk.attempts)
         values = event.stage_seconds.values()
         assert all(round(v, 6) == v for v in values) and any(v != int(v) for v in values)
     assert [c.pause_s for c in chunks] == [0.0, 0.1235, 0.1235]
