@@ -193,12 +193,6 @@ class Consumer:
             self.ensure_group()
             return []
 
-    def deliveries_of(self, entry_id: bytes) -> int:
-        info: Any = self.redis.xpending_range(
-            self.keys.jobs, self.keys.group, min=entry_id, max=entry_id, count=1
-        )
-        return int(info[0]["times_delivered"]) if info else 1
-
     def touch(self, entry_ids: list[int | bytes | str | memoryview]) -> None:
         """Reset the idle time of entries we are working on, without counting a delivery."""
         if entry_ids:
